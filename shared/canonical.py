@@ -1,0 +1,26 @@
+"""Canonical form and sha256 of a record envelope (contract §1).
+
+The hash is taken over the envelope without the server-only fields, serialised with sorted keys,
+compact separators and UTF-8, with every value exactly as received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+SERVER_ONLY_FIELDS = ("received_at", "server_seq", "receipt")
+
+
+def strip_server_fields(envelope: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in envelope.items() if k not in SERVER_ONLY_FIELDS}
+
+
+def canonical_bytes(envelope: Mapping[str, Any]) -> bytes:
+    body = strip_server_fields(envelope)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def record_sha256(envelope: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(envelope)).hexdigest()

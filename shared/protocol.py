@@ -1,0 +1,151 @@
+"""The study protocol as data (``shared/protocols/*.toml``).
+
+:class:`Protocol` reads the file; :meth:`Protocol.participant_projection` is the participant-safe
+view a device receives (contract §2): schedule, windows, thresholds, neutral product wording and the
+site phone, never a product name, concentration, part, cohort or arm.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_DIR = Path(__file__).parent / "protocols"
+DEFAULT_PROTOCOL = "nct06598202"
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """When an entry due on a day may be made: on time from ``day - before`` to ``day + after``,
+    accepted and labelled late for ``late_days`` after that."""
+
+    before: int = 0
+    after: int = 0
+    late_days: int = 0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    data: dict[str, Any]
+    source: str = ""
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # --- identity ---------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def version(self) -> str:
+        return self.data["version"]
+
+    @property
+    def timezone(self) -> str:
+        return self.data.get("timezone", "UTC")
+
+    @property
+    def show_scores_to_participant(self) -> bool:
+        return bool(self.data.get("show_scores_to_participant", False))
+
+    # --- dosing -----------------------------------------------------------------------------------
+    @property
+    def dose_days(self) -> list[int]:
+        return list(self.data["dosing"]["days"])
+
+    @property
+    def dose_count(self) -> int:
+        return len(self.dose_days)
+
+    @property
+    def dosing_location(self) -> str:
+        return self.data["dosing"].get("location", "home")
+
+    @property
+    def dose_window(self) -> WindowRule:
+        d = self.data["dosing"]
+        return WindowRule(d.get("window_days_before", 0), d.get("window_days_after", 0), d.get("late_entry_days", 0))
+
+    @property
+    def dlt_window_days(self) -> int:
+        return int(self.data["dlt"]["window_days"])
+
+    # --- diary ------------------------------------------------------------------------------------
+    @property
+    def nasal(self) -> dict[str, Any]:
+        return self.data["diary"]["nasal_symptoms"]
+
+    @property
+    def nasal_window(self) -> WindowRule:
+        n = self.nasal
+        return WindowRule(0, n.get("window_days_after", 0), n.get("late_entry_days", 0))
+
+    @property
+    def alsfrs(self) -> dict[str, Any]:
+        return self.data["diary"]["alsfrs_r"]
+
+    @property
+    def alsfrs_window(self) -> WindowRule:
+        a = self.alsfrs
+        return WindowRule(a.get("window_days_before", 0), a.get("window_days_after", 0), a.get("late_entry_days", 0))
+
+    def alsfrs_days(self) -> list[int]:
+        """Study days on which a post-baseline ALSFRS-R self-report is due."""
+        a = self.alsfrs
+        days = list(a.get("weekly_days", []))
+        start, last = a.get("every_28_days_from"), a.get("last_day", 0)
+        if start:
+            days.extend(range(start, last + 1, 28))
+        return sorted(set(days))
+
+    # --- flags, site ------------------------------------------------------------------------------
+    @property
+    def flags(self) -> dict[str, Any]:
+        return dict(self.data.get("flags", {}))
+
+    def threshold(self, name: str) -> Any:
+        return self.data["flags"][name]
+
+    @property
+    def site(self) -> dict[str, Any]:
+        return dict(self.data.get("site", {}))
+
+    @property
+    def assumptions(self) -> list[str]:
+        return list(self.data.get("assumptions", {}).get("list", []))
+
+    def participant_projection(self) -> dict[str, Any]:
+        """What a device may see (contract §2). Built from an allow-list, never by deleting keys."""
+        d = self.data
+        return {
+            "id": self.id,
+            "version": self.version,
+            "timezone": self.timezone,
+            "show_scores_to_participant": self.show_scores_to_participant,
+            "product": {"wording": dict(d["product"]["wording"]),
+                        "volume_ml_per_nostril": d["product"]["volume_ml_per_nostril"]},
+            "dosing": {k: d["dosing"][k] for k in
+                       ("location", "days", "window_days_before", "window_days_after", "late_entry_days")
+                       if k in d["dosing"]},
+            "dlt": {"window_days": self.dlt_window_days},
+            "diary": {"nasal_symptoms": dict(self.nasal), "alsfrs_r": dict(self.alsfrs)},
+            "site": {"name": dict(self.site.get("name", {})), "phone": self.site.get("phone", ""),
+                     "emergency": self.site.get("emergency", "120")},
+            "flags": self.flags,
+        }
+
+
+def load_protocol(name_or_path: str | Path = DEFAULT_PROTOCOL) -> Protocol:
+    """Load a protocol by file path or by name in ``shared/protocols``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROTOCOL_DIR / f"{str(name_or_path).lower()}.toml"
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    return Protocol(data, source=str(path))
+
+
+def protocol_from_projection(projection: dict[str, Any]) -> Protocol:
+    """Rebuild a :class:`Protocol` on a device from the participant-safe projection it received."""
+    return Protocol(dict(projection), source="projection")

@@ -1,0 +1,267 @@
+"""What is due, open, late, missed or done for a participant, offline or on the server (contract §4).
+
+One function, :func:`compute_schedule`, serves the client's Today screen and the server's compliance
+figures. Study day 1 is the local date (participant's zone) of dose 1 as given, or as planned until
+dose 1 is confirmed; there is no day 0. The DLT window runs from dose 1's ``administered_at`` to the
+end of study day 14. Nothing here reads the wall clock: ``now`` is always passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from shared.protocol import Protocol, WindowRule
+from shared.schemas.fields import parse_aware
+
+DUE = ("upcoming", "open", "late", "missed", "done")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A participant's anchor dates: the planned first dose and, once confirmed, dose 1 as given."""
+
+    first_dose_date: date
+    tz: str = "Asia/Shanghai"
+    dose1_administered_at: datetime | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    def local_date(self, moment: datetime) -> date:
+        return moment.astimezone(self.zone).date()
+
+    @property
+    def day1(self) -> date:
+        if self.dose1_administered_at is not None:
+            return self.local_date(self.dose1_administered_at)
+        return self.first_dose_date
+
+    def study_day(self, d: date) -> int:
+        """Study day of a local date: day 1 is dose 1's date, the day before is day −1 (no day 0)."""
+        delta = (d - self.day1).days
+        return delta + 1 if delta >= 0 else delta
+
+    def date_of(self, study_day: int) -> date:
+        if study_day == 0:
+            raise ValueError("there is no study day 0")
+        return self.day1 + timedelta(days=study_day - 1 if study_day > 0 else study_day)
+
+    def start_of(self, d: date) -> datetime:
+        return datetime.combine(d, time(0, 0), tzinfo=self.zone)
+
+
+@dataclass(frozen=True)
+class DltStatus:
+    state: str                 # "not_started" | "open" | "closed"
+    day: int | None            # study day within the window (1..N) while open
+    starts_at: datetime | None
+    ends_at: datetime          # exclusive: start of study day N+1 in the participant's zone
+    length_days: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "day": self.day, "length_days": self.length_days,
+                "starts_at": self.starts_at.isoformat() if self.starts_at else None,
+                "ends_at": self.ends_at.isoformat()}
+
+
+def dlt_status(protocol: Protocol, timeline: Timeline, now: datetime) -> DltStatus:
+    n = protocol.dlt_window_days
+    ends = timeline.start_of(timeline.date_of(n + 1))
+    start = timeline.dose1_administered_at
+    if start is None or now < start:
+        return DltStatus("not_started", None, start, ends, n)
+    if now >= ends:
+        return DltStatus("closed", None, start, ends, n)
+    return DltStatus("open", timeline.study_day(timeline.local_date(now)), start, ends, n)
+
+
+@dataclass
+class DueItem:
+    key: str                   # stable: "dose:2", "nasal:baseline", "nasal:day:5", "alsfrs:baseline", "alsfrs:day:8"
+    kind: str                  # record type
+    study_day: int
+    due_date: date
+    opens: date
+    closes: date               # last on-time date
+    late_until: date           # last date an entry is still accepted without being "missed"
+    dose_number: int | None = None
+    status: str = "upcoming"
+    record_ids: list[str] = field(default_factory=list)
+    late: bool = False         # a matched entry was made after ``closes``
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "study_day": self.study_day,
+                "due_date": self.due_date.isoformat(), "opens": self.opens.isoformat(),
+                "closes": self.closes.isoformat(), "late_until": self.late_until.isoformat(),
+                "dose_number": self.dose_number, "status": self.status,
+                "record_ids": list(self.record_ids), "late": self.late}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the schedule needs to know of a stored record."""
+
+    id: str
+    type: str
+    event_time: datetime
+    entered_at: datetime
+    dose_number: int | None = None
+    date: date | None = None
+    given: bool | None = None
+
+    @classmethod
+    def from_envelope(cls, env: dict[str, Any]) -> "Entry":
+        p = env.get("payload", {})
+        d = p.get("date") or p.get("planned_date")
+        return cls(id=env["id"], type=env["type"], event_time=_dt(env["event_time"]),
+                   entered_at=_dt(env["entered_at"]), dose_number=p.get("dose_number"),
+                   date=date.fromisoformat(d) if isinstance(d, str) else d, given=p.get("given"))
+
+
+def _dt(v: Any) -> datetime:
+    return v if isinstance(v, datetime) else parse_aware(v)
+
+
+def _item(key: str, kind: str, tl: Timeline, day: int, w: WindowRule, dose: int | None = None) -> DueItem:
+    due = tl.date_of(day)
+    closes = due + timedelta(days=w.after)
+    return DueItem(key, kind, day, due, due - timedelta(days=w.before), closes,
+                   closes + timedelta(days=w.late_days), dose)
+
+
+def planned_items(protocol: Protocol, timeline: Timeline) -> list[DueItem]:
+    """Every scheduled entry for a participant, in date order, before any status is known."""
+    tl, items = timeline, []
+    for n, day in enumerate(protocol.dose_days, start=1):
+        items.append(_item(f"dose:{n}", "dose_confirmation", tl, day, protocol.dose_window, n))
+    nasal = protocol.nasal
+    if nasal.get("pre_dose_baseline"):
+        items.append(_item("nasal:baseline", "nasal_symptoms", tl, 1, WindowRule(0, 0, 0)))
+    for day in range(nasal.get("first_day", 1), nasal.get("last_day", 0) + 1):
+        items.append(_item(f"nasal:day:{day}", "nasal_symptoms", tl, day, protocol.nasal_window))
+    before = int(protocol.alsfrs.get("baseline_days_before", 0))
+    base = DueItem("alsfrs:baseline", "alsfrs_r", -1 if before else 1, tl.date_of(1) - timedelta(days=1),
+                   tl.date_of(1) - timedelta(days=before), tl.date_of(1), tl.date_of(1))
+    items.append(base)
+    for day in protocol.alsfrs_days():
+        items.append(_item(f"alsfrs:day:{day}", "alsfrs_r", tl, day, protocol.alsfrs_window))
+    items.sort(key=lambda i: (i.due_date, i.kind, i.key))
+    return items
+
+
+def _entry_date(tl: Timeline, e: Entry) -> date:
+    if e.type == "nasal_symptoms" and e.date is not None:
+        return e.date
+    return tl.local_date(e.event_time)
+
+
+def _is_pre_dose(tl: Timeline, e: Entry) -> bool:
+    return tl.dose1_administered_at is None or e.entered_at < tl.dose1_administered_at
+
+
+def match_entries(protocol: Protocol, timeline: Timeline, entries: Iterable[Entry]) -> tuple[list[DueItem], list[Entry]]:
+    """Assign entries to scheduled items. Returns the items and the entries that matched none."""
+    items = planned_items(protocol, timeline)
+    by_key = {i.key: i for i in items}
+    unmatched: list[Entry] = []
+    for e in sorted(entries, key=lambda x: (x.entered_at, x.id)):
+        target: DueItem | None = None
+        if e.type == "dose_confirmation":
+            target = by_key.get(f"dose:{e.dose_number}")
+            if target is not None and target.record_ids:
+                target = None  # a repeated confirmation of the same dose: unmatched, labelled
+        elif e.type == "nasal_symptoms":
+            d = _entry_date(timeline, e)
+            day = timeline.study_day(d)
+            base = by_key.get("nasal:baseline")
+            if base is not None and d == base.due_date and not base.record_ids and _is_pre_dose(timeline, e):
+                target = base
+            else:
+                cand = by_key.get(f"nasal:day:{day}")
+                target = cand if cand is not None and not cand.record_ids else None
+        elif e.type == "alsfrs_r":
+            d = _entry_date(timeline, e)
+            base = by_key["alsfrs:baseline"]
+            if base.opens <= d <= base.late_until and _is_pre_dose(timeline, e):
+                target = base  # the last pre-dose report is the baseline; later ones replace it
+                target.record_ids.clear()
+            else:
+                for it in items:
+                    if (it.kind == "alsfrs_r" and it.key != "alsfrs:baseline" and not it.record_ids
+                            and it.opens <= d <= it.late_until):
+                        target = it
+                        break
+        if target is None:
+            unmatched.append(e)
+            continue
+        target.record_ids.append(e.id)
+        if target.key != "alsfrs:baseline" and timeline.local_date(e.entered_at) > target.closes:
+            target.late = True
+    return items, unmatched
+
+
+def compute_schedule(protocol: Protocol, timeline: Timeline, now: datetime,
+                     entries: Iterable[Entry] = ()) -> list[DueItem]:
+    """Every scheduled item with its status at ``now`` (upcoming, open, late, missed or done)."""
+    items, _ = match_entries(protocol, timeline, entries)
+    today = timeline.local_date(now)
+    for it in items:
+        if it.record_ids:
+            it.status = "done"
+        elif today < it.opens:
+            it.status = "upcoming"
+        elif today <= it.closes:
+            it.status = "open"
+        elif today <= it.late_until:
+            it.status = "late"
+        else:
+            it.status = "missed"
+    return items
+
+
+def due_today(protocol: Protocol, timeline: Timeline, now: datetime,
+              entries: Iterable[Entry] = ()) -> list[DueItem]:
+    """What the Today screen lists: open and late items, and what was done today."""
+    today = timeline.local_date(now)
+    out = []
+    for it in compute_schedule(protocol, timeline, now, entries):
+        if it.status in ("open", "late") or (it.status == "done" and it.opens <= today <= it.late_until):
+            out.append(it)
+    return out
+
+
+def timing_labels(protocol: Protocol, timeline: Timeline, entry: Entry,
+                  others: Iterable[Entry] = ()) -> list[str]:
+    """Labels for one entry among the participant's others (never a reason to reject)."""
+    items, unmatched = match_entries(protocol, timeline, [*others, entry])
+    labels: list[str] = []
+    if entry.type == "dose_confirmation":
+        if entry.dose_number is not None and entry.dose_number > protocol.dose_count:
+            labels.append("unscheduled_dose_number")
+        elif any(e.id == entry.id for e in unmatched):
+            labels.append("repeated_dose_number")
+    elif any(e.id == entry.id for e in unmatched):
+        labels.append("outside_window")
+    for it in items:
+        if entry.id in it.record_ids and it.late:
+            labels.append("late")
+    if entry.type in ("nasal_symptoms", "dose_confirmation") and _entry_date(timeline, entry) < timeline.day1:
+        labels.append("before_first_dose")
+    return labels
+
+
+def compliance(items: Iterable[DueItem]) -> dict[str, dict[str, int]]:
+    """Counts per kind of done / expected-so-far (items whose window has closed or are done)."""
+    out: dict[str, dict[str, int]] = {}
+    for it in items:
+        c = out.setdefault(it.kind, {"done": 0, "expected": 0, "missed": 0, "late": 0})
+        if it.status in ("done", "missed", "late"):
+            c["expected"] += 1
+        c["done"] += it.status == "done"
+        c["missed"] += it.status == "missed"
+        c["late"] += it.status == "late"
+    return out

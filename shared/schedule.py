@@ -195,6 +195,8 @@ def match_entries(protocol: Protocol, timeline: Timeline, entries: Iterable[Entr
                             and it.opens <= d <= it.late_until):
                         target = it
                         break
+        if target is not None and target.kind != "alsfrs_r" and timeline.local_date(e.entered_at) > target.late_until:
+            target = None  # made after the last accepted day: kept and labelled, not counted as done
         if target is None:
             unmatched.append(e)
             continue
@@ -229,7 +231,7 @@ def due_today(protocol: Protocol, timeline: Timeline, now: datetime,
     today = timeline.local_date(now)
     out = []
     for it in compute_schedule(protocol, timeline, now, entries):
-        if it.status in ("open", "late") or (it.status == "done" and it.opens <= today <= it.late_until):
+        if it.status in ("open", "late") or (it.status == "done" and it.due_date == today):
             out.append(it)
     return out
 
@@ -245,7 +247,9 @@ def timing_labels(protocol: Protocol, timeline: Timeline, entry: Entry,
         elif any(e.id == entry.id for e in unmatched):
             labels.append("repeated_dose_number")
     elif any(e.id == entry.id for e in unmatched):
-        labels.append("outside_window")
+        day_key = f"nasal:day:{timeline.study_day(_entry_date(timeline, entry))}"
+        filled = any(it.key == day_key and it.record_ids for it in items)
+        labels.append("second_entry_same_day" if entry.type == "nasal_symptoms" and filled else "outside_window")
     for it in items:
         if entry.id in it.record_ids and it.late:
             labels.append("late")

@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"
 
 demo: sysdeps $(STAMP)
-	$(BIN)/python -m server.demo_run --db $(DEMO_DB)
+	$(BIN)/python packaging/demo/run_demo.py --db $(DEMO_DB)
 
 bench: sysdeps $(STAMP)
 	$(BIN)/python -m bench

@@ -1,0 +1,1 @@
+"""Domain operations the UI calls (plain Python, no Qt): entries, Today, sync status, reminders."""

@@ -239,23 +239,36 @@ def due_today(protocol: Protocol, timeline: Timeline, now: datetime,
 def timing_labels(protocol: Protocol, timeline: Timeline, entry: Entry,
                   others: Iterable[Entry] = ()) -> list[str]:
     """Labels for one entry among the participant's others (never a reason to reject)."""
-    items, unmatched = match_entries(protocol, timeline, [*others, entry])
-    labels: list[str] = []
-    if entry.type == "dose_confirmation":
-        if entry.dose_number is not None and entry.dose_number > protocol.dose_count:
-            labels.append("unscheduled_dose_number")
-        elif any(e.id == entry.id for e in unmatched):
-            labels.append("repeated_dose_number")
-    elif any(e.id == entry.id for e in unmatched):
-        day_key = f"nasal:day:{timeline.study_day(_entry_date(timeline, entry))}"
-        filled = any(it.key == day_key and it.record_ids for it in items)
-        labels.append("second_entry_same_day" if entry.type == "nasal_symptoms" and filled else "outside_window")
-    for it in items:
-        if entry.id in it.record_ids and it.late:
+    return timing_labels_many(protocol, timeline, [entry], others)[entry.id]
+
+
+def timing_labels_many(protocol: Protocol, timeline: Timeline, entries: Iterable[Entry],
+                       others: Iterable[Entry] = ()) -> dict[str, list[str]]:
+    """Labels for several new entries at once, from one matching pass over them and ``others``.
+
+    Same rules as :func:`timing_labels`; the server labels a whole upload batch with this, so the
+    cost does not grow with the square of the batch.
+    """
+    entries = list(entries)
+    items, unmatched = match_entries(protocol, timeline, [*others, *entries])
+    unmatched_ids = {e.id for e in unmatched}
+    late_ids = {rid for it in items if it.late for rid in it.record_ids}
+    out: dict[str, list[str]] = {}
+    for entry in entries:
+        labels: list[str] = []
+        if entry.type == "dose_confirmation":
+            if entry.dose_number is not None and entry.dose_number > protocol.dose_count:
+                labels.append("unscheduled_dose_number")
+            elif entry.id in unmatched_ids:
+                labels.append("repeated_dose_number")
+        elif entry.id in unmatched_ids:
+            labels.append("outside_window")
+        if entry.id in late_ids:
             labels.append("late")
-    if entry.type in ("nasal_symptoms", "dose_confirmation") and _entry_date(timeline, entry) < timeline.day1:
-        labels.append("before_first_dose")
-    return labels
+        if entry.type in ("nasal_symptoms", "dose_confirmation") and _entry_date(timeline, entry) < timeline.day1:
+            labels.append("before_first_dose")
+        out[entry.id] = labels
+    return out
 
 
 def compliance(items: Iterable[DueItem]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,60 @@
+"""``POST /api/v1/sync/records`` (idempotent upload) and ``GET /api/v1/sync/changes`` (contract §2)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from server.api.body import json_object, protocol, server_time
+from server.api.schemas import SyncRequestSchema
+from server.auth import device_required
+from server.db import get_db, write_tx
+from server.store.changes import changes_since, decode_cursor, encode_cursor
+from server.store.devices import touch
+from server.store.records import ingest
+from shared.errors import EproError, FieldError
+from shared.schemas import flatten_errors
+
+bp = Blueprint("sync", __name__)
+
+CHANGES_PAGE = 500
+
+
+@bp.post("/sync/records")
+@device_required
+def upload():
+    body = json_object()
+    records = body.get("records")
+    if not isinstance(records, list):
+        rule = "required" if records is None else "type.array"
+        raise EproError("validation.invalid", 400, errors=[
+            FieldError("records", rule, "records must be a list of envelopes.")])
+    if len(records) > current_app.config["MAX_RECORDS"]:
+        raise EproError("sync.too_many_records", 413, errors=[
+            FieldError("records", "max_records",
+                       f"At most {current_app.config['MAX_RECORDS']} records per request.")])
+    # the envelopes are judged one by one in ingest(); here only the wrapper's own fields
+    problems = SyncRequestSchema(only=("client_time",)).validate(
+        {k: v for k, v in body.items() if k == "client_time"})
+    if problems:
+        raise EproError("validation.invalid", 400, errors=flatten_errors(problems))
+    client_time = SyncRequestSchema(only=("client_time",)).load(
+        {"client_time": body.get("client_time")})["client_time"]
+    results = ingest(get_db(), g.device, records, protocol=protocol(), client_time=client_time)
+    return jsonify({"results": results, "server_time": server_time()})
+
+
+@bp.get("/sync/changes")
+@device_required
+def changes():
+    raw = request.args.get("since")
+    since = decode_cursor(raw)
+    db = get_db()
+    items, last = changes_since(db, g.device["participant_id"], since, limit=CHANGES_PAGE)
+    more = len(items) == CHANGES_PAGE
+    if raw in (None, "", "0"):
+        items.insert(0, {"seq": 0, "kind": "protocol", "at": None,
+                         "data": protocol().participant_projection()})
+    with write_tx(db):
+        touch(db, g.device["id"])
+    return jsonify({"changes": items, "cursor": encode_cursor(last), "more": more,
+                    "server_time": server_time()})

@@ -1,0 +1,53 @@
+"""Configuration defaults for the server (a mapping only; no I/O at import).
+
+Order of precedence, lowest first: these defaults, then ``ALS_EPRO_*`` environment variables
+(values parsed as JSON where they parse, as Flask's ``from_prefixed_env`` does), then the mapping
+passed to :func:`server.create_app` or :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+ENV_PREFIX = "ALS_EPRO"
+
+DEFAULTS: dict[str, Any] = {
+    "DB": "als-epro.sqlite",
+    "PROTOCOL": "nct06598202",
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    "MAX_RECORDS": 500,
+    "SECRET_KEY": None,  # generated per process when unset; staff sessions then end on restart
+    "PAIRING_CODE_TTL_MINUTES": 10,
+    "PAIRING_RATE_WINDOW_SECONDS": 900,
+    "PAIRING_MAX_FAILURES_PER_ADDRESS": 5,
+    "PAIRING_MAX_FAILURES_GLOBAL": 50,
+    "SQLITE_BUSY_TIMEOUT_MS": 10000,
+    "CHECK_DB_ON_START": True,
+    "JOBS_INTERVAL_MINUTES": 15,
+}
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``ALS_EPRO_X=value`` → ``{"X": value}``, with JSON values parsed (as Flask does)."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    prefix = f"{ENV_PREFIX}_"
+    for key, value in environ.items():
+        if not key.startswith(prefix):
+            continue
+        try:
+            out[key[len(prefix):]] = json.loads(value)
+        except ValueError:
+            out[key[len(prefix):]] = value
+    return out
+
+
+def load_config(overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The effective configuration outside Flask (CLI, jobs): defaults, then env, then overrides."""
+    cfg = dict(DEFAULTS)
+    cfg.update(env_overrides(environ))
+    cfg.update(overrides or {})
+    return cfg

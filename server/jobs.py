@@ -1,0 +1,20 @@
+"""APScheduler wiring for the ``serve`` process only; the jobs themselves are plain functions in
+:mod:`server.tasks` that tests call directly."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def start_jobs(config: Mapping[str, Any]):
+    """Start a BackgroundScheduler running every task; returns it (call ``shutdown`` on exit)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from server.tasks import run_all
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(run_all, "interval", minutes=float(config["JOBS_INTERVAL_MINUTES"]),
+                      args=[config["DB"], config["PROTOCOL"]], id="als-epro-tasks",
+                      max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,257 @@
+"""Ordered, recorded schema migrations (sqlite-utils ``Migrations``, recorded in ``_migrations``).
+
+Each migration runs in one transaction together with the record of it having been applied. Never edit
+an applied migration: add the next one. Every migration has a test that applies it to an empty
+database and to the previous version holding data (``tests/server/test_migrations.py``).
+
+Clinical and evidence tables are append-only: triggers refuse UPDATE and DELETE on ``audit``,
+``records``, ``record_versions``, ``quarantine``, ``first_dose_changes`` and ``changes``. Masking:
+no table has an arm, randomisation, kit-to-arm, cohort or dose-level column (BL-01, tested).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+
+class ServerMigrations(Migrations):
+    migrations_table = "_migrations"
+
+
+migrations = ServerMigrations("server")
+
+#: tables whose rows can never change or disappear, with the migration that made them so
+APPEND_ONLY = ("audit", "first_dose_changes", "records", "record_versions", "quarantine", "changes")
+
+
+def _run(db: Database, script: str) -> None:
+    """Run a multi-statement script inside the migration's transaction.
+
+    ``executescript`` would commit the open transaction first, so statements run one by one.
+    """
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            db.execute(buffer)
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement: {buffer.strip()[:60]}")
+
+
+def _append_only(db: Database, table: str) -> None:
+    for op in ("UPDATE", "DELETE"):
+        db.execute(f"""
+            CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table}
+            BEGIN SELECT RAISE(ABORT, '{table} rows are append-only'); END
+        """)
+
+
+@migrations()
+def m001_identities_and_audit(db: Database) -> None:
+    """Sites, staff, participants, caregivers, devices, pairing, and the hash-chained audit trail."""
+    _run(db, """
+    CREATE TABLE sites (
+        id INTEGER PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE staff (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        role TEXT NOT NULL CHECK (role IN ('investigator', 'coordinator', 'monitor', 'admin')),
+        password_hash TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE participants (
+        id INTEGER PRIMARY KEY,
+        subject TEXT NOT NULL UNIQUE,
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        onset TEXT NOT NULL,
+        onset_precision TEXT NOT NULL CHECK (onset_precision IN ('month', 'day')),
+        first_dose_date TEXT NOT NULL,
+        tz TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'withdrawn')),
+        enrolled_at TEXT NOT NULL,
+        withdrawn_at TEXT,
+        withdrawal_reason TEXT
+    );
+    CREATE TABLE first_dose_changes (
+        id INTEGER PRIMARY KEY,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        old_date TEXT NOT NULL,
+        new_date TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        changed_at TEXT NOT NULL,
+        changed_by TEXT NOT NULL
+    );
+    CREATE TABLE caregivers (
+        id INTEGER PRIMARY KEY,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        caregiver_id INTEGER REFERENCES caregivers(id),
+        role TEXT NOT NULL CHECK (role IN ('participant', 'caregiver')),
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revoked_reason TEXT,
+        last_seen_at TEXT,
+        last_device_seq INTEGER NOT NULL DEFAULT 0,
+        CHECK ((role = 'caregiver') = (caregiver_id IS NOT NULL))
+    );
+    CREATE INDEX devices_participant ON devices(participant_id);
+    CREATE TABLE pairing_codes (
+        id INTEGER PRIMARY KEY,
+        code_hash TEXT NOT NULL UNIQUE,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        role TEXT NOT NULL CHECK (role IN ('participant', 'caregiver')),
+        caregiver_id INTEGER REFERENCES caregivers(id),
+        issued_at TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT,
+        device_id TEXT REFERENCES devices(id)
+    );
+    CREATE TABLE pairing_attempts (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        client_addr TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX pairing_attempts_at ON pairing_attempts(at);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor_kind TEXT NOT NULL,
+        actor_id TEXT,
+        action TEXT NOT NULL,
+        entity TEXT,
+        entity_id TEXT,
+        site_id INTEGER,
+        detail TEXT NOT NULL,
+        app_version TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_entity ON audit(entity, entity_id);
+    """)
+    _append_only(db, "audit")
+    _append_only(db, "first_dose_changes")
+
+
+@migrations()
+def m002_records_and_quarantine(db: Database) -> None:
+    """Records (first version as received), their versions, the quarantine and device_seq gaps."""
+    _run(db, """
+    CREATE TABLE records (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        device_id TEXT REFERENCES devices(id),
+        staff_id INTEGER REFERENCES staff(id),
+        originator TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('sync', 'import', 'staff')),
+        staff_entered INTEGER NOT NULL DEFAULT 0,
+        respondent TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        instrument_version TEXT NOT NULL,
+        event_time TEXT NOT NULL,
+        entered_at TEXT NOT NULL,
+        device_seq INTEGER,
+        received_at TEXT NOT NULL,
+        server_seq INTEGER NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        clock_offset_s REAL,
+        client_time TEXT,
+        drift_s REAL,
+        drift_flag INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX records_participant ON records(participant_id, entered_at);
+    CREATE INDEX records_device ON records(device_id, device_seq);
+    CREATE TABLE record_versions (
+        record_id TEXT NOT NULL REFERENCES records(id),
+        version INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        requested_by TEXT,
+        reason TEXT,
+        changes TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (record_id, version)
+    );
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT,
+        device_id TEXT REFERENCES devices(id),
+        participant_id INTEGER REFERENCES participants(id),
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('invalid', 'device_binding', 'withdrawn')),
+        device_seq INTEGER,
+        received_at TEXT NOT NULL,
+        body TEXT NOT NULL,
+        errors TEXT NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX quarantine_body ON quarantine(device_id, sha256);
+    CREATE UNIQUE INDEX quarantine_record ON quarantine(record_id)
+        WHERE record_id IS NOT NULL AND reason != 'device_binding';
+    CREATE TABLE device_seq_gaps (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        seq_from INTEGER NOT NULL,
+        seq_to INTEGER NOT NULL,
+        detected_at TEXT NOT NULL
+    );
+    CREATE INDEX device_seq_gaps_device ON device_seq_gaps(device_id);
+    """)
+    for table in ("records", "record_versions", "quarantine"):
+        _append_only(db, table)
+
+
+@migrations()
+def m003_changes_feed(db: Database) -> None:
+    """What a device learns from ``GET /sync/changes``: timeline updates and staff decisions."""
+    _run(db, """
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX changes_participant ON changes(participant_id, seq);
+    """)
+    _append_only(db, "changes")
+
+
+def migrate(db: Database, *, stop_before: str | None = None) -> list[str]:
+    """Apply pending migrations; return the names applied."""
+    before = {m.name for m in migrations.applied(db)}
+    migrations.apply(db, stop_before=stop_before)
+    return [m.name for m in migrations.applied(db) if m.name not in before]
+
+
+def pending(db: Database) -> list[str]:
+    return [m.name for m in migrations.pending(db)]
+
+
+def missing_guards(db: Database) -> list[str]:
+    """Append-only triggers that should exist but do not (the server refuses to start then, AT-04)."""
+    have = {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    tables = set(db.table_names())
+    want = [f"{t}_no_{op}" for t in APPEND_ONLY if t in tables for op in ("update", "delete")]
+    return [name for name in want if name not in have]

@@ -1,0 +1,125 @@
+"""Paired devices: random 256-bit bearer tokens stored only as sha256, revocable at once (IA-04, IA-13).
+
+A revoked device is told so (401 ``auth.device_revoked``) and the attempt is audited; an unknown or
+missing token is 401 ``auth.token_invalid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from server.clock import iso, utc_now
+from server.db import query, query_one, write_tx
+from server.store.audit import Actor, write_audit
+from shared.errors import EproError, FieldError
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_device_id() -> str:
+    return "dev-" + secrets.token_hex(6)
+
+
+def originator(device: dict[str, Any], subject: str) -> str:
+    """The person a device speaks for: ``participant:<subject>`` or ``caregiver:<id>``."""
+    if device["role"] == "caregiver":
+        return f"caregiver:{device['caregiver_id']}"
+    return f"participant:{subject}"
+
+
+def get_device(db: Database, device_id: str) -> dict[str, Any]:
+    row = query_one(db, """
+        SELECT d.*, p.subject, p.site_id FROM devices d JOIN participants p ON p.id = d.participant_id
+        WHERE d.id = ?""", [device_id])
+    if row is None:
+        raise EproError("device.not_found", 404, detail=device_id)
+    return row
+
+
+def devices_for_participant(db: Database, participant_id: int) -> list[dict[str, Any]]:
+    rows = query(db, "SELECT * FROM devices WHERE participant_id = ? ORDER BY created_at", [participant_id])
+    return [{k: v for k, v in r.items() if k != "token_hash"} for r in rows]
+
+
+def authenticate_device(db: Database, token: str, *, client_addr: str | None = None,
+                        now: datetime | None = None) -> dict[str, Any]:
+    """The device row (with ``subject``, ``site_id``) for a bearer token, or a 401 EproError."""
+    if not token:
+        raise EproError("auth.token_invalid", 401)
+    row = query_one(db, """
+        SELECT d.*, p.subject, p.site_id FROM devices d JOIN participants p ON p.id = d.participant_id
+        WHERE d.token_hash = ?""", [hash_token(token)])
+    if row is None:
+        raise EproError("auth.token_invalid", 401)
+    if row["revoked_at"] is not None:
+        with write_tx(db):
+            write_audit(db, Actor.device(row["id"]), "device.revoked_token_used", entity="device",
+                        entity_id=row["id"], site_id=row["site_id"],
+                        detail={"client_addr": client_addr, "revoked_at": row["revoked_at"]}, now=now)
+        raise EproError("auth.device_revoked", 401)
+    return {k: v for k, v in row.items() if k != "token_hash"}
+
+
+def create_device(db: Database, participant: dict[str, Any], role: str, caregiver_id: int | None,
+                  name: str, *, now: datetime | None = None) -> tuple[dict[str, Any], str]:
+    """Insert a device and return it with its token (shown once). Caller holds the transaction."""
+    token = new_token()
+    device_id = new_device_id()
+    db.execute("INSERT INTO devices (id, participant_id, caregiver_id, role, name, token_hash,"
+               " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [device_id, participant["id"], caregiver_id, role, name, hash_token(token),
+                iso(now or utc_now())])
+    return get_device(db, device_id), token
+
+
+def revoke_device(db: Database, device_id: str, *, reason: str, actor: Actor,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """Revoke at once: the next request with its token is 401 ``auth.device_revoked``."""
+    if not reason or not reason.strip():
+        raise EproError("validation.invalid", 400, errors=[
+            FieldError("reason", "reason_required", "A reason is required.")])
+    with write_tx(db):
+        device = get_device(db, device_id)
+        if device["revoked_at"] is not None:
+            raise EproError("device.already_revoked", 409, detail=device_id)
+        stamp = iso(now or utc_now())
+        db.execute("UPDATE devices SET revoked_at = ?, revoked_reason = ? WHERE id = ?",
+                   [stamp, reason.strip(), device_id])
+        write_audit(db, actor, "device.revoke", entity="device", entity_id=device_id,
+                    site_id=device["site_id"],
+                    detail={"subject": device["subject"], "reason": reason.strip(),
+                            "last_seen_at": device["last_seen_at"],
+                            "last_device_seq": device["last_device_seq"]}, now=now)
+    out = get_device(db, device_id)
+    out.pop("token_hash", None)
+    return out
+
+
+def touch(db: Database, device_id: str, now: datetime | None = None) -> None:
+    """Record that the device was heard from (operational, not audited). Caller holds the tx."""
+    db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", [iso(now or utc_now()), device_id])
+
+
+def silent_devices(db: Database, hours: float, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Active devices not heard from for more than ``hours`` (SY-06), with their site."""
+    from datetime import timedelta
+
+    cutoff = iso((now or utc_now()) - timedelta(hours=hours))
+    return query(db, """
+        SELECT d.id, d.name, d.role, d.participant_id, p.subject, p.site_id,
+               COALESCE(d.last_seen_at, d.created_at) AS last_heard
+        FROM devices d JOIN participants p ON p.id = d.participant_id
+        WHERE d.revoked_at IS NULL AND p.status = 'active'
+          AND COALESCE(d.last_seen_at, d.created_at) < ?
+        ORDER BY last_heard""", [cutoff])

@@ -1,0 +1,209 @@
+"""Participants and their caregivers (IA-01). Withdrawal stops collection and deletes nothing (PS-10).
+
+A participant is keyed by the study subject id; no name, phone or other direct identifier is stored
+(PS-02). Caregivers are named identities of their own, linked to one participant, so a caregiver's
+entries carry the caregiver as originator. Timeline changes (first dose, withdrawal) are announced
+to the participant's devices through the changes feed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlite_utils import Database
+
+from server.clock import iso, parse_iso, utc_now
+from server.db import query, query_one, write_tx
+from server.store.audit import Actor, write_audit
+from server.store.sites import get_site
+from shared.errors import EproError, FieldError
+from shared.schedule import Timeline
+from shared.scoring import parse_onset
+
+DEFAULT_TZ = "Asia/Shanghai"
+
+
+def _bad(field: str, rule: str, message: str) -> EproError:
+    return EproError("validation.invalid", 400, errors=[FieldError(field, rule, message)])
+
+
+def _parse_date(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise _bad(field, "format.date", "Use YYYY-MM-DD.") from None
+
+
+def _check_tz(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _bad("tz", "format.timezone", "Not a known time zone (e.g. Asia/Shanghai).") from None
+    return tz
+
+
+def _require_reason(reason: str | None) -> str:
+    if not reason or not reason.strip():
+        raise _bad("reason", "reason_required", "A reason is required.")
+    return reason.strip()
+
+
+def get_participant(db: Database, subject: str) -> dict[str, Any]:
+    row = query_one(db, "SELECT * FROM participants WHERE subject = ?", [subject])
+    if row is None:
+        raise EproError("participant.not_found", 404, detail=subject)
+    return row
+
+
+def participant_by_id(db: Database, participant_id: int) -> dict[str, Any]:
+    row = query_one(db, "SELECT * FROM participants WHERE id = ?", [participant_id])
+    if row is None:
+        raise EproError("participant.not_found", 404, detail=str(participant_id))
+    return row
+
+
+def participants_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
+    """Every participant of a site with record, device and quarantine counts, by subject."""
+    return query(db, """
+        SELECT p.*,
+          (SELECT COUNT(*) FROM records r WHERE r.participant_id = p.id) AS record_count,
+          (SELECT MAX(r.received_at) FROM records r WHERE r.participant_id = p.id) AS last_received_at,
+          (SELECT COUNT(*) FROM devices d WHERE d.participant_id = p.id AND d.revoked_at IS NULL)
+             AS active_devices,
+          (SELECT MAX(d.last_seen_at) FROM devices d WHERE d.participant_id = p.id) AS last_seen_at,
+          (SELECT COUNT(*) FROM quarantine q WHERE q.participant_id = p.id) AS quarantined
+        FROM participants p WHERE p.site_id = ? ORDER BY p.subject
+    """, [site_id])
+
+
+def dose1_administered_at(db: Database, participant_id: int) -> datetime | None:
+    """Dose 1 as given: the earliest accepted confirmation of dose 1 with ``given`` true."""
+    rows = query(db, """
+        SELECT json_extract(envelope, '$.payload.administered_at') AS at FROM records
+        WHERE participant_id = ? AND type = 'dose_confirmation'
+          AND json_extract(envelope, '$.payload.dose_number') = 1
+          AND json_extract(envelope, '$.payload.given') = 1
+        ORDER BY entered_at, server_seq
+    """, [participant_id])
+    times = [parse_iso(r["at"]) for r in rows if r["at"]]
+    return min(times) if times else None
+
+
+def participant_timeline(db: Database, participant: dict[str, Any]) -> Timeline:
+    return Timeline(date.fromisoformat(participant["first_dose_date"]), participant["tz"],
+                    dose1_administered_at(db, participant["id"]))
+
+
+def timeline_change(db: Database, participant: dict[str, Any]) -> dict[str, Any]:
+    """The ``timeline`` change a device receives: anchor dates and the participant's status."""
+    tl = participant_timeline(db, participant)
+    return {
+        "subject": participant["subject"],
+        "first_dose_date": participant["first_dose_date"],
+        "tz": participant["tz"],
+        "dose1_administered_at": tl.dose1_administered_at.isoformat() if tl.dose1_administered_at else None,
+        "study_day1": tl.day1.isoformat(),
+        "status": participant["status"],
+        "withdrawn_at": participant["withdrawn_at"],
+    }
+
+
+def _announce_timeline(db: Database, participant_id: int, now: datetime | None) -> None:
+    from server.store.changes import add_change
+
+    add_change(db, participant_id, "timeline", timeline_change(db, participant_by_id(db, participant_id)),
+               now=now)
+
+
+def enroll(db: Database, subject: str, site_code: str, onset: str, first_dose: str, *,
+           tz: str = DEFAULT_TZ, actor: Actor, now: datetime | None = None) -> dict[str, Any]:
+    subject = subject.strip()
+    if not subject or len(subject) > 64:
+        raise _bad("subject", "length", "A subject id has 1 to 64 characters.")
+    try:
+        _onset_date, precision = parse_onset(onset)
+    except ValueError:
+        raise _bad("onset", "format.onset", "Use YYYY-MM or YYYY-MM-DD.") from None
+    first = _parse_date(first_dose, "first_dose")
+    _check_tz(tz)
+    with write_tx(db):
+        site = get_site(db, site_code)
+        if query_one(db, "SELECT id FROM participants WHERE subject = ?", [subject]):
+            raise EproError("participant.exists", 409, detail=subject)
+        cur = db.execute(
+            "INSERT INTO participants (subject, site_id, onset, onset_precision, first_dose_date, tz,"
+            " status, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
+            [subject, site["id"], onset, precision, first.isoformat(), tz, iso(now or utc_now())])
+        pid = cur.lastrowid
+        write_audit(db, actor, "participant.enroll", entity="participant", entity_id=subject,
+                    site_id=site["id"], detail={"onset": onset, "first_dose_date": first.isoformat(),
+                                                "tz": tz}, now=now)
+        _announce_timeline(db, pid, now)
+    return get_participant(db, subject)
+
+
+def set_first_dose(db: Database, subject: str, new_date: str, *, reason: str, actor: Actor,
+                   now: datetime | None = None) -> dict[str, Any]:
+    reason = _require_reason(reason)
+    new = _parse_date(new_date, "first_dose")
+    with write_tx(db):
+        p = get_participant(db, subject)
+        old = p["first_dose_date"]
+        stamp = iso(now or utc_now())
+        db.execute("UPDATE participants SET first_dose_date = ? WHERE id = ?", [new.isoformat(), p["id"]])
+        db.execute("INSERT INTO first_dose_changes (participant_id, old_date, new_date, reason,"
+                   " changed_at, changed_by) VALUES (?, ?, ?, ?, ?, ?)",
+                   [p["id"], old, new.isoformat(), reason, stamp, str(actor)])
+        write_audit(db, actor, "participant.set_first_dose", entity="participant", entity_id=subject,
+                    site_id=p["site_id"], detail={"old": old, "new": new.isoformat(), "reason": reason},
+                    now=now)
+        _announce_timeline(db, p["id"], now)
+    return get_participant(db, subject)
+
+
+def withdraw(db: Database, subject: str, *, reason: str, actor: Actor,
+             now: datetime | None = None) -> dict[str, Any]:
+    """Stop collection from now on; everything already received stays (PS-10)."""
+    reason = _require_reason(reason)
+    with write_tx(db):
+        p = get_participant(db, subject)
+        if p["status"] == "withdrawn":
+            raise EproError("participant.already_withdrawn", 409, detail=subject)
+        db.execute("UPDATE participants SET status = 'withdrawn', withdrawn_at = ?,"
+                   " withdrawal_reason = ? WHERE id = ?", [iso(now or utc_now()), reason, p["id"]])
+        write_audit(db, actor, "participant.withdraw", entity="participant", entity_id=subject,
+                    site_id=p["site_id"], detail={"old": p["status"], "new": "withdrawn",
+                                                  "reason": reason}, now=now)
+        _announce_timeline(db, p["id"], now)
+    return get_participant(db, subject)
+
+
+# --- caregivers --------------------------------------------------------------------------------
+
+def add_caregiver(db: Database, subject: str, name: str, *, actor: Actor,
+                  now: datetime | None = None) -> dict[str, Any]:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise _bad("name", "length", "A caregiver name has 1 to 200 characters.")
+    with write_tx(db):
+        p = get_participant(db, subject)
+        cur = db.execute("INSERT INTO caregivers (participant_id, name, created_at) VALUES (?, ?, ?)",
+                         [p["id"], name, iso(now or utc_now())])
+        cid = cur.lastrowid
+        write_audit(db, actor, "caregiver.create", entity="caregiver", entity_id=cid,
+                    site_id=p["site_id"], detail={"subject": subject}, now=now)
+    return {"caregiver_id": cid, "subject": subject, "name": name}
+
+
+def get_caregiver(db: Database, participant_id: int, caregiver_id: int) -> dict[str, Any]:
+    row = query_one(db, "SELECT * FROM caregivers WHERE id = ? AND participant_id = ?",
+                    [caregiver_id, participant_id])
+    if row is None:
+        raise EproError("caregiver.not_found", 404, detail=str(caregiver_id))
+    return row
+
+
+def caregivers_for(db: Database, participant_id: int) -> list[dict[str, Any]]:
+    return query(db, "SELECT * FROM caregivers WHERE participant_id = ? ORDER BY id", [participant_id])

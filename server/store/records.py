@@ -1,0 +1,331 @@
+"""Idempotent ingest of records (contract §2) and reading them back.
+
+Outcomes are final per ``id``: the first time an id is received decides what every later copy is
+compared with. ``records.id`` is the PRIMARY KEY and the insert is ``ON CONFLICT DO NOTHING`` inside
+a ``BEGIN IMMEDIATE`` transaction, re-read afterwards, so two processes uploading the same batch at
+once store one copy (the database enforces it, not only this code). A stored record is never
+updated: corrections are new rows in ``record_versions`` (:mod:`server.store.versions`).
+
+Per record, in this order:
+1. device binding — ``participant`` must be the device's participant, whatever the ``id``; a
+   foreign record is rejected (``rule: device_binding``), quarantined and audited as a security event;
+2. the id seen before — accepted earlier: ``duplicate`` (same sha256, original receipt) or
+   ``conflict``; rejected earlier: the original errors again (same sha256) or ``conflict``;
+3. validation (``shared.schemas``) — invalid: ``rejected`` and quarantined;
+4. withdrawal — participant withdrawn before ``entered_at``: ``rejected`` (``participant.withdrawn``);
+5. accepted — stored with ``received_at``/``server_seq`` set here, clock drift, labels, version 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlite_utils import Database
+
+from server.clock import iso, parse_iso, utc_now
+from server.db import query, query_one, write_tx
+from server.store.audit import Actor, write_audit
+from server.store.changes import add_change
+from server.store.devices import originator, touch
+from server.store.participants import participant_by_id, participant_timeline, timeline_change
+from shared.canonical import record_sha256
+from shared.errors import FieldError
+from shared.messages import t
+from shared.protocol import Protocol
+from shared.schedule import Entry, Timeline, timing_labels_many
+from shared.schemas import record_errors
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def body_sha256(body: Any) -> str:
+    """The contract §1 hash for an object; the same canonical form for anything else received."""
+    if isinstance(body, dict):
+        return record_sha256(body)
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+def receipt(row: dict[str, Any]) -> dict[str, Any]:
+    return {"server_seq": row["server_seq"], "received_at": row["received_at"], "sha256": row["sha256"]}
+
+
+def _fe(field: str, rule: str) -> dict[str, str]:
+    """A field error whose message is the rule's English text from the catalogue."""
+    return FieldError(field, rule, t(f"rule.{rule}", "en")).as_dict()
+
+
+def _conflict(record_id: str) -> dict[str, Any]:
+    return {"id": record_id, "status": "conflict", "errors": [_fe("id", "conflict")]}
+
+
+class _Batch:
+    """State of one upload: the device, its participant, and what this batch already decided."""
+
+    def __init__(self, db: Database, device: dict[str, Any], protocol: Protocol, channel: str,
+                 actor: Actor, client_time: datetime | None, now: datetime) -> None:
+        self.db, self.device, self.protocol, self.channel, self.actor = db, device, protocol, channel, actor
+        self.now, self.received_at = now, iso(now)
+        self.client_time = client_time
+        self.drift_s = None if client_time is None else round((client_time - now).total_seconds(), 3)
+        self.participant = participant_by_id(db, device["participant_id"])
+        self.candidates: list[tuple[int, Any]] = []       # (result index, ValidRecord)
+        self.new_ids: dict[str, tuple[str, int]] = {}     # id -> (sha256, result index) in this batch
+        self.seqs: list[int] = []
+
+    # --- quarantine ---------------------------------------------------------------------------
+    def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
+        record_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+        seq = body.get("device_seq") if isinstance(body, dict) else None
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1 else None
+        if seq is not None:
+            self.seqs.append(seq)
+        self.db.execute(
+            "INSERT INTO quarantine (record_id, device_id, participant_id, channel, reason, device_seq,"
+            " received_at, body, errors, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [record_id, self.device["id"], self.device["participant_id"], self.channel, reason, seq,
+             self.received_at, _canonical(body), _canonical(errors), sha])
+        row = query_one(self.db, "SELECT id FROM quarantine WHERE device_id = ? AND sha256 = ?",
+                        [self.device["id"], sha])
+        return row["id"]
+
+    def reject(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> dict[str, Any]:
+        record_id = body.get("id") if isinstance(body, dict) else None
+        qid = self.quarantine(body, sha, errors, reason)
+        action = "security.device_binding" if reason == "device_binding" else "record.reject"
+        write_audit(self.db, self.actor, action, entity="record" if record_id else "quarantine",
+                    entity_id=record_id if isinstance(record_id, str) else qid,
+                    site_id=self.device["site_id"],
+                    detail={"quarantine_id": qid, "device_id": self.device["id"], "reason": reason,
+                            "channel": self.channel, "sha256": sha,
+                            "claimed_participant": body.get("participant") if isinstance(body, dict) else None,
+                            "rules": sorted({e["rule"] for e in errors})}, now=self.now)
+        return {"id": record_id, "status": "rejected", "errors": errors}
+
+    # --- one record -------------------------------------------------------------------------------
+    def decide(self, index: int, body: Any) -> dict[str, Any]:
+        sha = body_sha256(body)
+        claimed = body.get("participant") if isinstance(body, dict) else None
+        if claimed != self.device["subject"]:
+            return self.reject(body, sha, [_fe("participant", "device_binding")], "device_binding")
+        record_id = body.get("id") if isinstance(body.get("id"), str) else None
+        if record_id is not None:
+            earlier = self.earlier_outcome(record_id, sha)
+            if earlier is not None:
+                return earlier
+        record, errors = record_errors(body, protocol=self.protocol)
+        if record is None:
+            return self.reject(body, sha, [e.as_dict() for e in errors], "invalid")
+        p = self.participant
+        if p["status"] == "withdrawn" and p["withdrawn_at"] <= iso(record.parsed["entered_at"]):
+            return self.reject(body, sha, [_fe("entered_at", "participant.withdrawn")], "withdrawn")
+        self.candidates.append((index, record))
+        self.new_ids[record["id"]] = (record.sha256, index)
+        self.seqs.append(record["device_seq"])
+        return {"id": record["id"], "status": "accepted"}
+
+    def earlier_outcome(self, record_id: str, sha: str) -> dict[str, Any] | None:
+        if record_id in self.new_ids:
+            first_sha, first_index = self.new_ids[record_id]
+            if first_sha != sha:
+                return self.conflict(record_id, sha)
+            return {"id": record_id, "status": "duplicate", "_same_as": first_index}
+        row = query_one(self.db, "SELECT server_seq, received_at, sha256, labels FROM records WHERE id = ?",
+                        [record_id])
+        if row is not None:
+            if row["sha256"] != sha:
+                return self.conflict(record_id, sha)
+            return {"id": record_id, "status": "duplicate", "receipt": receipt(row),
+                    "labels": json.loads(row["labels"])}
+        q = query_one(self.db, "SELECT sha256, errors FROM quarantine WHERE record_id = ?"
+                               " AND reason != 'device_binding'", [record_id])
+        if q is not None:
+            if q["sha256"] != sha:
+                return self.conflict(record_id, sha)
+            return {"id": record_id, "status": "rejected", "errors": json.loads(q["errors"])}
+        return None
+
+    def conflict(self, record_id: str, sha: str) -> dict[str, Any]:
+        write_audit(self.db, self.actor, "record.conflict", entity="record", entity_id=record_id,
+                    site_id=self.device["site_id"],
+                    detail={"device_id": self.device["id"], "sha256": sha, "channel": self.channel},
+                    now=self.now)
+        return _conflict(record_id)
+
+    # --- storing the accepted ones ----------------------------------------------------------------
+    def timeline(self) -> Timeline:
+        tl = participant_timeline(self.db, self.participant)
+        given = [r.parsed["payload"]["administered_at"] for _, r in self.candidates
+                 if r["type"] == "dose_confirmation" and r["payload"]["dose_number"] == 1
+                 and r["payload"]["given"]]
+        if given:
+            first = min(given + ([tl.dose1_administered_at] if tl.dose1_administered_at else []))
+            tl = Timeline(tl.first_dose_date, tl.tz, first)
+        return tl
+
+    def store(self, results: list[dict[str, Any]]) -> None:
+        if not self.candidates:
+            return
+        before = participant_timeline(self.db, self.participant)
+        timeline = self.timeline()
+        others = [Entry.from_envelope(json.loads(r["envelope"])) for r in query(
+            self.db, "SELECT envelope FROM records WHERE participant_id = ?", [self.participant["id"]])]
+        new_entries = [Entry.from_envelope(r.parsed) for _, r in self.candidates]
+        timing = timing_labels_many(self.protocol, timeline, new_entries, others)
+        threshold = float(self.protocol.threshold("clock_drift_seconds"))
+        next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
+        who = originator(self.device, self.device["subject"])
+        for index, record in self.candidates:
+            drift_flag = self.drift_s is not None and abs(self.drift_s) > threshold
+            labels = list(dict.fromkeys([*record.labels, *timing[record["id"]],
+                                         *(["clock_drift"] if drift_flag else [])]))
+            cur = self.db.execute(
+                "INSERT INTO records (id, type, participant_id, device_id, originator, channel,"
+                " respondent, schema_version, instrument_version, event_time, entered_at, device_seq,"
+                " received_at, server_seq, sha256, envelope, clock_offset_s, client_time, drift_s,"
+                " drift_flag, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO NOTHING",
+                [record["id"], record["type"], self.participant["id"], self.device["id"], who,
+                 self.channel, record["respondent"], record["schema_version"],
+                 record["instrument_version"], record["event_time"], record["entered_at"],
+                 record["device_seq"], self.received_at, next_seq, record.sha256, _canonical(dict(record)),
+                 record.get("clock_offset_s"), iso(self.client_time) if self.client_time else None,
+                 self.drift_s, int(drift_flag), _canonical(labels)])
+            if cur.rowcount != 1:
+                # another writer stored this id first; its first version decides (re-read)
+                results[index] = self.earlier_outcome(record["id"], record.sha256)
+                continue
+            self.db.execute(
+                "INSERT INTO record_versions (record_id, version, payload, created_at, created_by,"
+                " requested_by, reason, changes) VALUES (?, 1, ?, ?, ?, NULL, NULL, '[]')",
+                [record["id"], _canonical(record["payload"]), self.received_at, f"device:{self.device['id']}"])
+            write_audit(self.db, self.actor, "record.accept", entity="record", entity_id=record["id"],
+                        site_id=self.device["site_id"],
+                        detail={"type": record["type"], "device_id": self.device["id"], "originator": who,
+                                "respondent": record["respondent"], "channel": self.channel,
+                                "server_seq": next_seq, "sha256": record.sha256,
+                                "event_time": record["event_time"], "entered_at": record["entered_at"],
+                                "client_time": iso(self.client_time) if self.client_time else None,
+                                "drift_s": self.drift_s, "labels": labels}, now=self.now)
+            results[index] = {"id": record["id"], "status": "accepted",
+                              "receipt": {"server_seq": next_seq, "received_at": self.received_at,
+                                          "sha256": record.sha256},
+                              "labels": labels}
+            next_seq += 1
+        if timeline.dose1_administered_at != before.dose1_administered_at:
+            add_change(self.db, self.participant["id"], "timeline",
+                       timeline_change(self.db, self.participant), now=self.now)
+
+    def record_seqs(self) -> None:
+        """Note ``device_seq`` gaps (SY-07) and the highest seq seen from this device."""
+        if not self.seqs:
+            return
+        last = query_one(self.db, "SELECT last_device_seq FROM devices WHERE id = ?",
+                         [self.device["id"]])["last_device_seq"]
+        fresh = sorted({s for s in self.seqs if s > last})
+        expected = last + 1
+        for seq in fresh:
+            if seq > expected:
+                self.db.execute("INSERT INTO device_seq_gaps (device_id, seq_from, seq_to, detected_at)"
+                                " VALUES (?, ?, ?, ?)", [self.device["id"], expected, seq - 1, self.received_at])
+            expected = seq + 1
+        if fresh:
+            self.db.execute("UPDATE devices SET last_device_seq = ? WHERE id = ?",
+                            [fresh[-1], self.device["id"]])
+
+
+def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, protocol: Protocol,
+           client_time: datetime | None = None, channel: str = "sync", actor: Actor | None = None,
+           now: datetime | None = None) -> list[dict[str, Any]]:
+    """Decide and store a batch in one transaction; one result per envelope, in order.
+
+    ``device`` is a row from :func:`server.store.devices.authenticate_device` or ``get_device``
+    (``id``, ``participant_id``, ``subject``, ``site_id``, ``role``, ``caregiver_id``).
+    Results: ``{"id", "status", "receipt"?, "errors"?, "labels"?}`` (contract §2).
+    """
+    now = now or utc_now()
+    actor = actor or Actor.device(device["id"])
+    with write_tx(db):
+        batch = _Batch(db, device, protocol, channel, actor, client_time, now)
+        results = [batch.decide(i, body) for i, body in enumerate(envelopes)]
+        batch.store(results)
+        batch.record_seqs()
+        if channel == "sync":
+            touch(db, device["id"], now)
+    for i, res in enumerate(results):
+        if "_same_as" in res:
+            first = results[res.pop("_same_as")]
+            if first["status"] == "accepted":
+                res["receipt"], res["labels"] = first["receipt"], first["labels"]
+            else:  # the first copy lost a race to another writer; repeat its outcome
+                results[i] = {**first, "id": res["id"]}
+    return results
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+def _decode_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "envelope": json.loads(row["envelope"]), "labels": json.loads(row["labels"])}
+
+
+def get_record(db: Database, record_id: str) -> dict[str, Any] | None:
+    row = query_one(db, "SELECT * FROM records WHERE id = ?", [record_id])
+    return _decode_record(row) if row else None
+
+
+def record_versions(db: Database, record_id: str) -> list[dict[str, Any]]:
+    """Every version of a record, oldest first (version 1 is the submission as received)."""
+    return [{**r, "payload": json.loads(r["payload"]), "changes": json.loads(r["changes"])}
+            for r in query(db, "SELECT * FROM record_versions WHERE record_id = ? ORDER BY version",
+                           [record_id])]
+
+
+def record_with_versions(db: Database, record_id: str) -> dict[str, Any] | None:
+    """A record with ``versions`` and ``current`` (the envelope with the latest payload)."""
+    rec = get_record(db, record_id)
+    if rec is None:
+        return None
+    versions = record_versions(db, record_id)
+    rec["versions"] = versions
+    rec["current"] = {**rec["envelope"], "payload": versions[-1]["payload"]}
+    rec["version"] = versions[-1]["version"]
+    return rec
+
+
+def records_for_participant(db: Database, participant_id: int, *, record_type: str | None = None
+                            ) -> list[dict[str, Any]]:
+    """A participant's records (first version as received), oldest event first, with version count."""
+    sql = ("SELECT r.*, (SELECT MAX(version) FROM record_versions v WHERE v.record_id = r.id) AS version"
+           " FROM records r WHERE r.participant_id = ?")
+    params: list[Any] = [participant_id]
+    if record_type:
+        sql += " AND r.type = ?"
+        params.append(record_type)
+    return [_decode_record(r) for r in query(db, sql + " ORDER BY r.event_time, r.server_seq", params)]
+
+
+def quarantine_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
+    """Rejected uploads staff should look at (kept, never dropped), newest first."""
+    rows = query(db, """
+        SELECT q.*, p.subject FROM quarantine q JOIN participants p ON p.id = q.participant_id
+        WHERE p.site_id = ? ORDER BY q.id DESC""", [site_id])
+    return [{**r, "body": json.loads(r["body"]), "errors": json.loads(r["errors"])} for r in rows]
+
+
+def open_seq_gaps(db: Database, device_id: str) -> list[int]:
+    """``device_seq`` numbers recorded as missing and still not received (SY-07)."""
+    missing: list[int] = []
+    have = {r["device_seq"] for r in query(
+        db, "SELECT device_seq FROM records WHERE device_id = ? UNION"
+            " SELECT device_seq FROM quarantine WHERE device_id = ? AND device_seq IS NOT NULL",
+        [device_id, device_id])}
+    for gap in query(db, "SELECT seq_from, seq_to FROM device_seq_gaps WHERE device_id = ? ORDER BY seq_from",
+                     [device_id]):
+        missing.extend(s for s in range(gap["seq_from"], min(gap["seq_to"], gap["seq_from"] + 10000) + 1)
+                       if s not in have)
+    return missing

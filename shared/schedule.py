@@ -253,6 +253,7 @@ def timing_labels_many(protocol: Protocol, timeline: Timeline, entries: Iterable
     items, unmatched = match_entries(protocol, timeline, [*others, *entries])
     unmatched_ids = {e.id for e in unmatched}
     late_ids = {rid for it in items if it.late for rid in it.record_ids}
+    filled = {it.key for it in items if it.record_ids}
     out: dict[str, list[str]] = {}
     for entry in entries:
         labels: list[str] = []
@@ -262,7 +263,9 @@ def timing_labels_many(protocol: Protocol, timeline: Timeline, entries: Iterable
             elif entry.id in unmatched_ids:
                 labels.append("repeated_dose_number")
         elif entry.id in unmatched_ids:
-            labels.append("outside_window")
+            day_key = f"nasal:day:{timeline.study_day(_entry_date(timeline, entry))}"
+            second = entry.type == "nasal_symptoms" and day_key in filled
+            labels.append("second_entry_same_day" if second else "outside_window")
         if entry.id in late_ids:
             labels.append("late")
         if entry.type in ("nasal_symptoms", "dose_confirmation") and _entry_date(timeline, entry) < timeline.day1:

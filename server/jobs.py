@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 
@@ -15,6 +16,6 @@ def start_jobs(config: Mapping[str, Any]):
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(run_all, "interval", minutes=float(config["JOBS_INTERVAL_MINUTES"]),
                       args=[config["DB"], config["PROTOCOL"]], id="als-epro-tasks",
-                      max_instances=1, coalesce=True)
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     scheduler.start()
     return scheduler

@@ -238,6 +238,20 @@ def m003_changes_feed(db: Database) -> None:
     _append_only(db, "changes")
 
 
+@migrations()
+def m004_participant_status(db: Database) -> None:
+    """Derived per-participant figures the scheduled jobs recompute (a cache, not evidence)."""
+    _run(db, """
+    CREATE TABLE participant_status (
+        participant_id INTEGER PRIMARY KEY REFERENCES participants(id),
+        computed_at TEXT NOT NULL,
+        compliance TEXT NOT NULL,
+        overdue TEXT NOT NULL,
+        dlt TEXT NOT NULL
+    );
+    """)
+
+
 def migrate(db: Database, *, stop_before: str | None = None) -> list[str]:
     """Apply pending migrations; return the names applied."""
     before = {m.name for m in migrations.applied(db)}

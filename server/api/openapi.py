@@ -19,6 +19,10 @@ from server.api.schemas import (
     SyncResponseSchema,
 )
 from server.auth import public
+from shared.schemas.fields import (
+    AwareDateTime, Choice, DateString, JSONObject, StrictBool, StrictInt, StrictNumber, Text,
+    UniqueChoiceList, UUIDString,
+)
 from shared.schemas.records import AlsfrsPayload, DosePayload, EnvelopeSchema, NasalPayload
 
 bp = Blueprint("openapi", __name__)
@@ -60,13 +64,46 @@ PATHS = {
 }
 
 
+#: the strict shared fields, as OpenAPI (type, format)
+FIELD_TYPES = {
+    StrictInt: ("integer", None), StrictNumber: ("number", None), StrictBool: ("boolean", None),
+    Text: ("string", None), Choice: ("string", None), UUIDString: ("string", "uuid"),
+    AwareDateTime: ("string", "date-time"), DateString: ("string", "date"), JSONObject: ("object", None),
+    UniqueChoiceList: ("array", None),
+}
+
+
+def shared_field_attributes(self, field, **kwargs) -> dict:
+    """Limits and choices that the strict shared fields keep as attributes."""
+    out: dict = {}
+    if isinstance(field, StrictInt):
+        if field.lo is not None:
+            out["minimum"] = field.lo
+        if field.hi is not None:
+            out["maximum"] = field.hi
+    elif isinstance(field, Text):
+        out["maxLength"] = field.max_length
+        if not field.allow_empty:
+            out["minLength"] = 1
+    elif isinstance(field, Choice):
+        out["enum"] = list(field.choices) + ([None] if field.allow_none else [])
+    elif isinstance(field, UniqueChoiceList):
+        out["items"] = {"type": "string", "enum": list(field.choices)}
+        out["uniqueItems"] = True
+    return out
+
+
 @lru_cache(maxsize=1)
 def build_spec() -> dict:
+    plugin = MarshmallowPlugin()
     spec = APISpec(title="ALS ePRO site server API", version=shared.__version__, openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[plugin],
                    info={"description": "Contract §2: idempotent record upload with receipts, "
                                         "pairing, and the changes feed."},
                    servers=[{"url": API_PREFIX}])
+    for field_cls, (kind, fmt) in FIELD_TYPES.items():
+        plugin.map_to_openapi_type(field_cls, kind, fmt)
+    plugin.converter.add_attribute_function(shared_field_attributes)
     spec.components.security_scheme("device", {"type": "http", "scheme": "bearer"})
     for name, schema in (("Error", ErrorSchema), ("Envelope", EnvelopeSchema),
                          ("AlsfrsPayload", AlsfrsPayload), ("NasalSymptomsPayload", NasalPayload),
@@ -76,7 +113,15 @@ def build_spec() -> dict:
         spec.components.schema(name, schema=schema)
     for path, operations in PATHS.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    doc = spec.to_dict()
+    # the payload schema is chosen by the envelope's type
+    doc["components"]["schemas"]["Envelope"]["properties"]["payload"] = {
+        "description": "alsfrs_r → AlsfrsPayload, nasal_symptoms → NasalSymptomsPayload, "
+                       "dose_confirmation → DoseConfirmationPayload",
+        "oneOf": [{"$ref": f"#/components/schemas/{name}"}
+                  for name in ("AlsfrsPayload", "NasalSymptomsPayload", "DoseConfirmationPayload")],
+    }
+    return doc
 
 
 @bp.get("/openapi.json")

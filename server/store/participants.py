@@ -8,6 +8,7 @@ to the participant's devices through the changes feed.
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -178,6 +179,16 @@ def withdraw(db: Database, subject: str, *, reason: str, actor: Actor,
                                                   "reason": reason}, now=now)
         _announce_timeline(db, p["id"], now)
     return get_participant(db, subject)
+
+
+def participant_status(db: Database, participant_id: int) -> dict[str, Any] | None:
+    """Compliance, overdue items and DLT window as last computed by the scheduled job (or None)."""
+    rows = query(db, "SELECT * FROM participant_status WHERE participant_id = ?", [participant_id])
+    if not rows:
+        return None
+    r = rows[0]
+    return {"computed_at": r["computed_at"], "compliance": json.loads(r["compliance"]),
+            "overdue": json.loads(r["overdue"]), "dlt": json.loads(r["dlt"])}
 
 
 # --- caregivers --------------------------------------------------------------------------------

@@ -3,6 +3,12 @@
 Every command prints a short human summary, or with ``--json`` one JSON object on stdout. Errors go
 to stderr (as the contract's JSON error body with ``--json``) with a non-zero exit status. Commands
 that change data write their audit rows with the OS user as actor (``cli:<user>``).
+
+Other areas add their commands (``export``, ``backup``, ``restore``, ``demo``) without editing this
+file: a module ``server/cli_<name>.py`` or ``server/<package>/cli.py`` defining
+``register(subparsers, command)`` is loaded at start. ``command(parent, name, fn, help)`` returns an
+argparse parser with ``--json`` already added; ``fn(args)`` returns ``(result_dict, human_text)``
+(or None) and raises :class:`shared.errors.EproError` for failures.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -99,7 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_cmd", required=True)
     cmd(audit, "verify", cmd_audit_verify, "check the audit hash chain; exit 1 naming the first bad row")
+
+    for module_name in plugin_modules():
+        try:
+            importlib.import_module(module_name).register(sub, cmd)
+        except Exception as err:  # another area's half-built module must not break the core commands
+            print(f"warning: commands from {module_name} not loaded: {err}", file=sys.stderr)
     return p
+
+
+def plugin_modules() -> list[str]:
+    """``server.cli_<name>`` modules and ``server.<package>.cli`` modules, by file name."""
+    here = Path(__file__).parent
+    found = [f"server.{p.stem}" for p in sorted(here.glob("cli_*.py"))]
+    found += [f"server.{p.parent.name}.cli" for p in sorted(here.glob("*/cli.py"))]
+    return found
 
 
 # --- helpers -------------------------------------------------------------------------------------

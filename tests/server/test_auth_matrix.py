@@ -1,0 +1,120 @@
+"""Role × endpoint matrix built from ``app.url_map``: a new route is covered without editing this file.
+
+Every view must declare who may call it (``server.auth``): ``public``, ``device`` or ``staff:<perm>``.
+Device routes refuse a missing, unknown or revoked token and serve a paired device; staff routes
+refuse every role lacking the permission (contract §4).
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask import Blueprint, jsonify
+
+from server import create_app
+from server.auth import (
+    PERMISSIONS, ROLE_PERMISSIONS, current_staff, has_permission, set_staff_loader, staff_required,
+)
+from server.store.devices import revoke_device
+from server.store.staff import staff_by_email
+from tests.server.helpers import ADMIN, STAFF, assert_error, pair
+
+STAFF_EMAIL_BY_ROLE = {role: email for email, (site, role) in STAFF.items() if site == "BJ01"}
+
+
+def _endpoints(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            url = rule.rule.replace("<", "").replace(">", "")
+            yield method, url, app.view_functions[rule.endpoint]
+
+
+def _call(client, method, url, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.open(url, method=method, json={} if method != "GET" else None, headers=headers)
+
+
+def test_every_route_declares_who_may_call_it(app):
+    undeclared = [(m, u) for m, u, view in _endpoints(app) if not hasattr(view, "auth_kind")]
+    assert undeclared == []
+
+
+def test_device_routes_refuse_missing_unknown_and_revoked_tokens_and_serve_paired_devices(app, client, db):
+    device_routes = [(m, u) for m, u, view in _endpoints(app) if view.auth_kind == "device"]
+    assert device_routes, "the sync API has device routes"
+    dev = pair(client, db)
+    revoked = pair(client, db, name="old laptop")
+    revoke_device(db, revoked["device_id"], reason="replaced", actor=ADMIN)
+    for method, url in device_routes:
+        assert_error(_call(client, method, url), 401, "auth.token_invalid")
+        assert_error(_call(client, method, url, "x" * 43), 401, "auth.token_invalid")
+        assert_error(_call(client, method, url, revoked["token"]), 401, "auth.device_revoked")
+        assert _call(client, method, url, dev["token"]).status_code not in (401, 403)
+
+
+def test_public_routes_need_no_credentials(app, client):
+    for method, url, view in _endpoints(app):
+        if view.auth_kind == "public":
+            assert _call(client, method, url).status_code not in (401, 403), url
+
+
+def _with_staff_probe(db_path):
+    """The app plus one probe route per permission, so the staff branch of the matrix always runs."""
+    app = create_app({"DB": str(db_path), "TESTING": True})
+    probes = Blueprint("probes", __name__)
+    for perm in PERMISSIONS:
+        probes.add_url_rule(f"/_probe/{perm}", f"probe_{perm}",
+                            staff_required(perm)(lambda: jsonify({"ok": True})))
+    app.register_blueprint(probes)
+    return app
+
+
+@pytest.mark.parametrize("role", sorted(STAFF_EMAIL_BY_ROLE))
+def test_staff_routes_follow_the_role_permissions(db_path, db, role):
+    app = _with_staff_probe(db_path)
+    signed_in = {"row": None}
+    set_staff_loader(app, lambda: signed_in["row"])
+    client = app.test_client()
+    staff_routes = [(m, u, view.auth_kind.split(":", 1)[1]) for m, u, view in _endpoints(app)
+                    if view.auth_kind.startswith("staff:")]
+    assert staff_routes
+    for method, url, perm in staff_routes:
+        assert_error(_call(client, method, url), 401, "auth.login_required")
+    signed_in["row"] = staff_by_email(db, STAFF_EMAIL_BY_ROLE[role])
+    for method, url, perm in staff_routes:
+        resp = _call(client, method, url)
+        if perm in ROLE_PERMISSIONS[role]:
+            assert resp.status_code not in (401, 403), (role, url)
+        else:
+            assert_error(resp, 403, "auth.forbidden")
+
+
+EXPECTED = {  # contract §4
+    "investigator": {"view", "acknowledge", "correct", "enroll", "pair", "revoke", "signoff", "export", "audit"},
+    "coordinator": {"view", "acknowledge", "correct", "enroll", "pair", "revoke"},
+    "monitor": {"view", "audit", "export"},
+    "admin": {"admin_users", "admin_sites", "admin_devices"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(EXPECTED))
+@pytest.mark.parametrize("perm", PERMISSIONS)
+def test_role_permission_table_matches_the_contract(db, role, perm):
+    staff = {"role": role, "active": 1, "site_id": 1}
+    assert has_permission(staff, perm) is (perm in EXPECTED[role])
+    # clinical permissions stop at the staff member's own site; admin ones reach every site
+    other_site = has_permission(staff, perm, site_id=2)
+    assert other_site is (perm in EXPECTED[role] and perm.startswith("admin_"))
+
+
+def test_disabled_staff_and_nobody_have_no_permission():
+    assert not has_permission({"role": "investigator", "active": 0, "site_id": 1}, "view")
+    assert not has_permission(None, "view")
+    with pytest.raises(ValueError):
+        has_permission({"role": "admin", "active": 1}, "fly")
+
+
+def test_no_staff_loader_means_nobody_is_signed_in(app):
+    with app.test_request_context():
+        assert current_staff() is None

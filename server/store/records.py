@@ -130,11 +130,16 @@ class _Batch:
         return {"id": record["id"], "status": "accepted"}
 
     def earlier_outcome(self, record_id: str, sha: str) -> dict[str, Any] | None:
+        """The outcome an id already has, from earlier in this batch or from the database."""
         if record_id in self.new_ids:
             first_sha, first_index = self.new_ids[record_id]
             if first_sha != sha:
                 return self.conflict(record_id, sha)
             return {"id": record_id, "status": "duplicate", "_same_as": first_index}
+        return self.stored_outcome(record_id, sha)
+
+    def stored_outcome(self, record_id: str, sha: str) -> dict[str, Any] | None:
+        """The outcome an id already has in the database (first version received decides)."""
         row = query_one(self.db, "SELECT server_seq, received_at, sha256, labels FROM records WHERE id = ?",
                         [record_id])
         if row is not None:
@@ -198,7 +203,7 @@ class _Batch:
                  self.drift_s, int(drift_flag), _canonical(labels)])
             if cur.rowcount != 1:
                 # another writer stored this id first; its first version decides (re-read)
-                results[index] = self.earlier_outcome(record["id"], record.sha256)
+                results[index] = self.stored_outcome(record["id"], record.sha256)
                 continue
             self.db.execute(
                 "INSERT INTO record_versions (record_id, version, payload, created_at, created_by,"

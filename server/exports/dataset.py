@@ -11,7 +11,7 @@ functions in this package only read it. Shape (``TypedDict`` definitions below):
       "software_version": "0.1.0",
       "participants": [{"subject": "P-001", "site": "BJ01", "status": "enrolled",
                         "onset": "2025-06" | "2025-06-10", "first_dose_date": "2026-03-02",
-                        "tz": "Asia/Shanghai"}],
+                        "tz": "Asia/Shanghai", "enrolled_at": "<UTC>", "enrolled_by": <Actor>}],   # last two optional
       "records": [{
           "id": "<uuid>", "type": "alsfrs_r" | "nasal_symptoms" | "dose_confirmation",
           "participant": "P-001", "respondent": "participant" | "caregiver" | "participant_assisted",
@@ -73,6 +73,8 @@ class Participant(TypedDict):
     onset: str                   # "YYYY-MM" or "YYYY-MM-DD"
     first_dose_date: str         # "YYYY-MM-DD", planned (dose 1 as given comes from the dose records)
     tz: str                      # IANA zone, e.g. "Asia/Shanghai"
+    enrolled_at: NotRequired[str]          # UTC; the ODM subject's AuditRecord (else the first receipt)
+    enrolled_by: NotRequired["Actor"]      # staff who enrolled (else the system user)
 
 
 class Actor(TypedDict):

@@ -1,0 +1,246 @@
+"""HL7 FHIR R4 export: Questionnaire resources for the ALSFRS-R and the nasal symptom diary, and a
+Bundle (type ``collection``) of QuestionnaireResponse resources, one per record (current version).
+
+No LOINC code exists for the ALSFRS-R (clinical.md §0, §2.5), so items carry no ``code``; answers use
+local code systems under :data:`BASE` (a reserved ``.invalid`` host: a namespace, not a server) with
+the score as ``itemWeight``. Chinese wording rides on the standard ``translation`` extension. Totals
+and domains are ``readOnly`` items with an SDC ``calculatedExpression``. A response is ``completed``,
+or ``amended`` once corrected (``meta.versionId`` = current version); the author is the device or the
+staff member, the source the participant (Patient) or caregiver (RelatedPerson). Dose confirmations
+are not questionnaires and are exported in the CSV, ODM and SDTM EC files instead.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from server.exports.common import fields_for, is_draft, payload_values, sorted_records, utc_iso
+from server.exports.dataset import DEMO_MARKER, current_version, parse_time, require_valid
+from shared.instruments import available_versions, load_instrument
+from shared.vocab import ALSFRS_ALL_KEYS, NASAL_SYMPTOMS, NOTES_MAX
+
+BASE = "https://als-epro.invalid/fhir"
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
+CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
+SLUG = {"alsfrs_r": "alsfrs-r", "nasal_symptoms": "nasal-symptoms"}
+FHIR_TYPES = tuple(SLUG)
+NS = uuid.UUID("5b0e6d0c-5c43-4c8a-9d4e-1f2b6a7e9c30")
+
+
+def _dt(value: str) -> str:
+    """A FHIR dateTime with seconds and the offset as received."""
+    return parse_time(value).isoformat(timespec="seconds")
+
+
+def _zh(text: Mapping[str, str]) -> dict[str, Any]:
+    return {"extension": [{"url": TRANSLATION, "extension": [
+        {"url": "lang", "valueCode": "zh-CN"}, {"url": "content", "valueString": text["zh-CN"]}]}]}
+
+
+def _texts(obj: dict[str, Any], key: str, text: Mapping[str, str]) -> dict[str, Any]:
+    obj[key] = text["en"]
+    if text.get("zh-CN"):
+        obj[f"_{key}"] = _zh(text)
+    return obj
+
+
+def questionnaire_url(record_type: str) -> str:
+    return f"{BASE}/Questionnaire/{SLUG[record_type]}"
+
+
+def _qversion(content: Mapping[str, Any]) -> str:
+    return f"{content['source']}/{content['version']}"
+
+
+def _record_qversion(record: Mapping[str, Any]) -> str:
+    parts = record["instrument_version"].split("/")
+    return f"{parts[1]}/{parts[-1]}" if len(parts) >= 4 else record["instrument_version"]
+
+
+def _option(system: str, code: Any, text: Mapping[str, str]) -> dict[str, Any]:
+    coding = _texts({"system": system, "code": str(code)}, "display", text)
+    return {"extension": [{"url": ITEM_WEIGHT, "valueDecimal": code}], "valueCoding": coding}
+
+
+def _calculated(link: str, label: Mapping[str, str], expression: str) -> dict[str, Any]:
+    item = _texts({"linkId": link, "type": "integer", "readOnly": True}, "text", label)
+    item["extension"] = [{"url": CALCULATED, "valueExpression": {"language": "text/fhirpath", "expression": expression}}]
+    return item
+
+
+def _sum_of(links: Iterable[str]) -> str:
+    ids = " | ".join(f"'{k}'" for k in links)
+    return f"%resource.item.where(linkId in ({ids})).answer.value.code.toInteger().sum()"
+
+
+def _alsfrs_items(content: Mapping[str, Any]) -> list[dict[str, Any]]:
+    g = content["gastrostomy_question"]
+    out = [_texts({"linkId": "gastrostomy", "type": "boolean", "required": True}, "text", g["text"])]
+    for it in content["items"]:
+        item = _texts({"linkId": it["id"], "prefix": it["id"], "type": "choice", "required": True}, "text",
+                      {k: f"{it['title'][k]}: {it['question'][k]}" for k in ("en", "zh-CN")})
+        if it["gastrostomy"] is not None:
+            item["enableWhen"] = [{"question": "gastrostomy", "operator": "=", "answerBoolean": it["gastrostomy"]}]
+        system = f"{BASE}/CodeSystem/alsfrs-r-item-{it['id']}"
+        item["answerOption"] = [_option(system, o["value"], o["text"]) for o in it["options"]]
+        out.append(item)
+    labels = {f.name: f.label for f in fields_for("alsfrs_r")}
+    domains = {"bulbar": ("1", "2", "3"), "fine_motor": ("4", "5a", "5b", "6"), "gross_motor": ("7", "8", "9"),
+               "respiratory": ("10", "11", "12")}
+    for name, links in domains.items():
+        out.append(_calculated(name, labels[name], _sum_of(links)))
+    out.append(_calculated("total", labels["total"], _sum_of(ALSFRS_ALL_KEYS)))
+    return out
+
+
+def _nasal_items(content: Mapping[str, Any]) -> list[dict[str, Any]]:
+    q = content["questions"]
+    out = [_texts({"linkId": "date", "type": "date", "required": True}, "text",
+                  {"en": "Diary date", "zh-CN": "日记日期"})]
+    system = f"{BASE}/CodeSystem/nasal-symptom-grade"
+    options = [_option(system, g["value"], {k: f"{g['label'][k]} – {g['text'][k]}" for k in ("en", "zh-CN")})
+               for g in content["grades"]]
+    for s in content["symptoms"]:
+        item = _texts({"linkId": s["name"], "type": "choice", "required": s["name"] != "cough_choking_dosing"},
+                      "text", s["title"])
+        item["answerOption"] = options
+        out.append(item)
+    out.append(_texts({"linkId": "epistaxis_needed_help", "type": "boolean", "required": True}, "text",
+                      q["epistaxis_needed_help"]))
+    out.append(_texts({"linkId": "sought_medical_care", "type": "boolean", "required": True}, "text",
+                      q["sought_medical_care"]))
+    out.append(_texts({"linkId": "notes", "type": "text", "required": False, "maxLength": NOTES_MAX}, "text", q["notes"]))
+    tnss = next(f for f in fields_for("nasal_symptoms") if f.name == "tnss")
+    out.append(_calculated("tnss", tnss.label, _sum_of(("rhinorrhea", "congestion", "itching", "sneezing"))))
+    return out
+
+
+def build_questionnaire(record_type: str, version: str | None = None) -> dict[str, Any]:
+    inst = load_instrument(record_type, version)
+    c = inst.content
+    title = {"alsfrs_r": {"en": "ALSFRS-R (revised ALS Functional Rating Scale), self-report",
+                          "zh-CN": "ALSFRS-R（修订版肌萎缩侧索硬化功能评定量表）自评"},
+             "nasal_symptoms": {"en": "Nasal symptom diary", "zh-CN": "鼻部症状日记"}}[record_type]
+    q: dict[str, Any] = {
+        "resourceType": "Questionnaire", "id": f"{SLUG[record_type]}-{c['version']}",
+        "url": questionnaire_url(record_type), "version": _qversion(c),
+        "name": record_type.replace("_", " ").title().replace(" ", ""), "status": "draft" if inst.is_draft else "active",
+        "subjectType": ["Patient"], "language": "en",
+    }
+    _texts(q, "title", title)
+    _texts(q, "description", {k: f"{c['instructions'][k]} ({c['note'][k]})" if inst.is_draft else c["instructions"][k]
+                              for k in ("en", "zh-CN")})
+    q["item"] = _alsfrs_items(c) if record_type == "alsfrs_r" else _nasal_items(c)
+    return q
+
+
+def _answer(record_type: str, link: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"valueBoolean": value}
+    if link == "date":
+        return {"valueDate": value}
+    if link in ("notes",):
+        return {"valueString": value}
+    if link in ("bulbar", "fine_motor", "gross_motor", "respiratory", "total", "tnss"):
+        return {"valueInteger": value}
+    system = (f"{BASE}/CodeSystem/alsfrs-r-item-{link}" if record_type == "alsfrs_r"
+              else f"{BASE}/CodeSystem/nasal-symptom-grade")
+    return {"valueCoding": {"system": system, "code": str(value)}}
+
+
+def _reference(kind: str, ident_system: str, value: str, display: str) -> dict[str, Any]:
+    return {"type": kind, "identifier": {"system": ident_system, "value": value}, "display": display}
+
+
+def build_response(record: Mapping[str, Any], site: str) -> dict[str, Any]:
+    rtype = record["type"]
+    cur = current_version(record)
+    payload = cur["payload"]
+    values = payload_values(rtype, payload)
+    if rtype == "alsfrs_r":
+        links = ["gastrostomy", *[k for k in ALSFRS_ALL_KEYS if k in payload["items"]],
+                 "bulbar", "fine_motor", "gross_motor", "respiratory", "total"]
+        get = {"gastrostomy": payload["gastrostomy"], **payload["items"],
+               **{k: values[k] for k in ("bulbar", "fine_motor", "gross_motor", "respiratory", "total")}}
+    else:
+        links = ["date", *NASAL_SYMPTOMS, "epistaxis_needed_help", "sought_medical_care", "notes", "tnss"]
+        get = {**values, "date": payload["date"]}
+    items = [{"linkId": link, "answer": [_answer(rtype, link, get[link])]}
+             for link in links if get.get(link) is not None]
+    origin = record["originator"]
+    if origin["kind"] == "device":
+        author = _reference("Device", f"{BASE}/sid/device", origin["id"], f"{origin.get('role')} device {origin['id']}")
+    else:
+        author = _reference("Practitioner", f"{BASE}/sid/staff", origin["id"], origin.get("name") or origin["id"])
+    subject = _reference("Patient", f"{BASE}/sid/subject/{site}", record["participant"], record["participant"])
+    source = subject if record["respondent"] != "caregiver" else _reference(
+        "RelatedPerson", f"{BASE}/sid/caregiver-of/{site}", record["participant"], f"caregiver of {record['participant']}")
+    lang = record["instrument_version"].split("/")[2] if record["instrument_version"].count("/") >= 3 else "en"
+    qr: dict[str, Any] = {
+        "resourceType": "QuestionnaireResponse", "id": record["id"],
+        "meta": {"versionId": str(cur["version"]), "lastUpdated": utc_iso(cur["created_at"]),
+                 "tag": [{"system": f"{BASE}/CodeSystem/review-label", "code": label}
+                         for label in record.get("labels") or []] or None},
+        "language": lang,
+        "extension": [
+            {"url": f"{BASE}/StructureDefinition/instrument-version", "valueString": record["instrument_version"]},
+            {"url": f"{BASE}/StructureDefinition/received-at", "valueInstant": utc_iso(record["received_at"])},
+            {"url": f"{BASE}/StructureDefinition/server-seq", "valueInteger": record["server_seq"]},
+            {"url": f"{BASE}/StructureDefinition/sha256", "valueString": record["sha256"]},
+        ],
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{record['id']}"},
+        "questionnaire": f"{questionnaire_url(rtype)}|{_record_qversion(record)}",
+        "status": "amended" if cur["version"] > 1 else "completed",
+        "subject": subject, "authored": _dt(record["entered_at"]), "author": author, "source": source,
+        "item": items,
+    }
+    if qr["meta"]["tag"] is None:
+        del qr["meta"]["tag"]
+    return qr
+
+
+def build_bundle(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    site = dataset["study"]["site"]["code"]
+    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": build_response(r, site)}
+               for t in FHIR_TYPES for r in sorted_records(dataset, t)]
+    stamp = utc_iso(dataset["generated_at"])
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle", "id": str(uuid.uuid5(NS, f"{dataset['study']['protocol_id']}|{site}|{stamp}")),
+        "identifier": {"system": f"{BASE}/sid/export", "value": f"{dataset['study']['protocol_id']}-{site}-{stamp}"},
+        "type": "collection", "timestamp": stamp, "entry": entries,
+    }
+    if dataset["study"].get("demo"):
+        bundle["meta"] = {"tag": [{"system": f"{BASE}/CodeSystem/data-kind", "code": "demo", "display": DEMO_MARKER}]}
+    return bundle
+
+
+def _questionnaire_versions(dataset: Mapping[str, Any], record_type: str) -> list[str]:
+    known = set(available_versions(record_type))
+    used = {r["instrument_version"].split("/")[-1] for r in dataset["records"] if r["type"] == record_type}
+    return sorted((used & known) | {load_instrument(record_type).version})
+
+
+def fhir_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``Questionnaire-<name>-<version>.json`` files and ``QuestionnaireResponse-bundle.json``."""
+    require_valid(dataset)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rtype in FHIR_TYPES:
+        for version in _questionnaire_versions(dataset, rtype):
+            q = build_questionnaire(rtype, version)
+            written.append(_write(out / f"Questionnaire-{q['id']}.json", q))
+    written.append(_write(out / "QuestionnaireResponse-bundle.json", build_bundle(dataset)))
+    return written
+
+
+def _write(path: Path, resource: Mapping[str, Any]) -> Path:
+    path.write_text(json.dumps(resource, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = ["fhir_export", "build_questionnaire", "build_bundle", "build_response", "is_draft"]

@@ -1,0 +1,375 @@
+"""CDISC ODM 1.3.2 XML export that validates against the official schema (``validate.validate_odm``).
+
+Layout (clinical.md §2.4)::
+
+    ODM (FileType Transactional | Snapshot)
+      Study NCT06598202 / MetaDataVersion: one StudyEventDef SE.EPRO, three repeating FormDefs
+        (F.ALSFRS_R, F.NASAL_SYMPTOMS, F.DOSE_CONFIRMATION), each with the item group IG.RECORD (who,
+        when, device, hash) and its own item group; ItemDefs with both languages, CodeLists with the
+        instrument anchors, MethodDefs for derived scores (total, domains, TNSS, ECOCCUR, laterality)
+      AdminData: Users (devices by role, staff by name and role, the export's author) and Locations
+        (the site and each device)
+      ClinicalData / SubjectData (SiteRef) / StudyEventData SE.EPRO / FormData (FormRepeatKey = record id)
+
+**Transactional** (default) keeps the whole history: each record is a ``FormData`` with
+``TransactionType="Insert"`` holding version 1 (the values as entered), followed by one ``FormData``
+``TransactionType="Update"`` per correction holding only the items that changed (``Insert``/``Remove`` on
+an item that appears or disappears, e.g. 5a → 5b). Every such element carries an ``AuditRecord``:
+
+- ``UserRef``: the originator (device user "participant/caregiver via device D") for version 1, the
+  staff member for a correction; ``LocationRef``: the device, or the site for staff;
+- ``DateTimeStamp`` (UTC): for version 1 the device's ``entered_at`` — when the data entry was
+  performed (ODM §3.1.4.1.2.2) — or ``received_at`` if the device clock put entry after receipt
+  (clock drift); for a correction its server time. Raw ``entered_at``, ``event_time`` and
+  ``received_at`` are also items of ``IG.RECORD``;
+- ``ReasonForChange`` for corrections (with who asked for it); ``SourceID`` names the record id,
+  version, server sequence and sha256.
+
+**Snapshot** carries only the current values, with no TransactionType and no AuditRecord (ODM §2.9).
+Subjects are inserted with the enrolment's time and actor when the dataset gives them
+(``enrolled_at``/``enrolled_by``), otherwise with the system user at the first receipt.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from lxml import etree
+
+from server.exports.common import (
+    FORM_TITLES, META_FIELDS, Field, csv_value, fields_for, payload_values, site_of, timelines, utc_iso,
+)
+from server.exports.dataset import DEMO_MARKER, draft_instrument_versions, parse_time, require_valid
+from server.exports.sdtm import qs_testcd
+from server.exports.validate import ODM_NS
+from shared.instruments import load_instrument
+from shared.vocab import RECORD_TYPES
+
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+DTYPE = {"integer": "integer", "text": "text", "boolean": "boolean", "date": "date", "datetime": "datetime"}
+#: envelope metadata carried in IG.RECORD (fixed at receipt; the current version is in the item group)
+RECORD_ITEMS = ("record_id", "respondent", "originator_kind", "originator_id", "originator_role",
+                "instrument_version", "schema_version", "event_time", "entered_at", "received_at",
+                "server_seq", "sha256", "labels")
+SYSTEM_USER = "USR.SYSTEM"
+
+
+def _el(parent: etree._Element | None, tag: str, attrib: Mapping[str, Any] | None = None,
+        text: str | None = None) -> etree._Element:
+    attrs = {k: str(v) for k, v in (attrib or {}).items() if v is not None}
+    e = etree.Element(f"{{{ODM_NS}}}{tag}", attrs, nsmap={None: ODM_NS}) if parent is None \
+        else etree.SubElement(parent, f"{{{ODM_NS}}}{tag}", attrs)
+    if text is not None:
+        e.text = text
+    return e
+
+
+def _translated(parent: etree._Element, tag: str, text: Mapping[str, str]) -> etree._Element:
+    holder = _el(parent, tag)
+    for lang in ("en", "zh-CN"):
+        if text.get(lang):
+            _el(holder, "TranslatedText", {XML_LANG: lang}, text[lang])
+    return holder
+
+
+def _oid(*parts: str) -> str:
+    return ".".join(re.sub(r"[^A-Za-z0-9_\-]", "_", p).upper() for p in parts)
+
+
+def item_oid(record_type: str | None, name: str) -> str:
+    return _oid("IT", record_type or "RECORD", name)
+
+
+def _form_oid(rtype: str) -> str:
+    return _oid("F", rtype)
+
+
+def _group_oid(rtype: str | None) -> str:
+    return _oid("IG", rtype or "RECORD")
+
+
+def _codelist_oid(rtype: str | None, f: Field) -> str:
+    return _oid("CL", f.codelist) if f.codelist else _oid("CL", rtype or "RECORD", f.name)
+
+
+def _user_oid(actor: Mapping[str, Any]) -> str:
+    return "USR." + re.sub(r"[^A-Za-z0-9_.@\-]", "_", f"{actor['kind']}.{actor['id']}")
+
+
+def _location_oid(actor: Mapping[str, Any], site: str) -> str:
+    return f"LOC.DEVICE.{actor['id']}" if actor["kind"] == "device" else f"LOC.SITE.{site}"
+
+
+def _value(f: Field, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return csv_value(value)
+
+
+# --- metadata ----------------------------------------------------------------------------------------------
+
+def _record_fields() -> list[Field]:
+    by_name = {f.name: f for f in META_FIELDS}
+    return [by_name[n] for n in RECORD_ITEMS]
+
+
+def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str) -> None:
+    s = dataset["study"]
+    gv = _el(study, "GlobalVariables")
+    _el(gv, "StudyName", text=s["protocol_id"])
+    desc = f"ALS ePRO patient-reported data, site {s['site']['code']}"
+    _el(gv, "StudyDescription", text=f"{desc}. {DEMO_MARKER}." if s.get("demo") else desc)
+    _el(gv, "ProtocolName", text=f"{s['protocol_id']} ({s['protocol_version']})")
+    mdv = _el(study, "MetaDataVersion", {"OID": mdv_oid, "Name": f"Protocol {s['protocol_version']}",
+                                         "Description": _draft_note(dataset) or None})
+    proto = _el(mdv, "Protocol")
+    _el(proto, "StudyEventRef", {"StudyEventOID": "SE.EPRO", "OrderNumber": 1, "Mandatory": "Yes"})
+    sed = _el(mdv, "StudyEventDef", {"OID": "SE.EPRO", "Name": "ePRO diary", "Repeating": "No", "Type": "Common"})
+    for i, rtype in enumerate(RECORD_TYPES, start=1):
+        _el(sed, "FormRef", {"FormOID": _form_oid(rtype), "OrderNumber": i, "Mandatory": "No"})
+    for rtype in RECORD_TYPES:
+        fd = _el(mdv, "FormDef", {"OID": _form_oid(rtype), "Name": FORM_TITLES[rtype]["en"], "Repeating": "Yes"})
+        _translated(fd, "Description", FORM_TITLES[rtype])
+        _el(fd, "ItemGroupRef", {"ItemGroupOID": _group_oid(None), "Mandatory": "Yes", "OrderNumber": 1})
+        _el(fd, "ItemGroupRef", {"ItemGroupOID": _group_oid(rtype), "Mandatory": "Yes", "OrderNumber": 2})
+    groups: list[tuple[str | None, list[Field]]] = [(None, _record_fields())]
+    groups += [(rtype, list(fields_for(rtype))) for rtype in RECORD_TYPES]
+    for rtype, fields in groups:
+        name = "Record metadata" if rtype is None else FORM_TITLES[rtype]["en"]
+        ig = _el(mdv, "ItemGroupDef", {"OID": _group_oid(rtype), "Name": name, "Repeating": "No",
+                                       "Domain": None if rtype is None else ("EC" if rtype == "dose_confirmation" else "QS")})
+        for i, f in enumerate(fields, start=1):
+            _el(ig, "ItemRef", {"ItemOID": item_oid(rtype, f.name), "OrderNumber": i,
+                                "Mandatory": "Yes" if f.name == "record_id" else "No",
+                                "MethodOID": _oid("MT", rtype or "RECORD", f.name) if f.derived else None})
+    codelists: dict[str, tuple[str | None, Field]] = {}
+    proact = {i["id"]: i["proact"] for i in load_instrument("alsfrs_r").content["items"]}
+    for rtype, fields in groups:
+        for f in fields:
+            idef = _el(mdv, "ItemDef", {"OID": item_oid(rtype, f.name), "Name": f.name, "DataType": DTYPE[f.dtype],
+                                        "Origin": "Derived" if f.derived else "CRF"})
+            _translated(idef, "Description", f.label)
+            _translated(idef, "Question", f.label)
+            if f.codes:
+                cl = _codelist_oid(rtype, f)
+                codelists.setdefault(cl, (rtype, f))
+                _el(idef, "CodeListRef", {"CodeListOID": cl})
+            if rtype is not None and (code := qs_testcd(rtype, f.name)):
+                _el(idef, "Alias", {"Context": "SDTM QSTESTCD (sponsor-defined)", "Name": code})
+            if rtype == "alsfrs_r" and f.name.startswith("item_") and f.name[5:] in proact:
+                _el(idef, "Alias", {"Context": "PRO-ACT", "Name": proact[f.name[5:]]})
+    for cl_oid, (rtype, f) in codelists.items():
+        cl = _el(mdv, "CodeList", {"OID": cl_oid, "Name": f.codelist or f.name,
+                                   "DataType": "integer" if f.dtype == "integer" else "text"})
+        for code, text in f.codes:
+            item = _el(cl, "CodeListItem", {"CodedValue": code})
+            _translated(item, "Decode", text)
+    for rtype, fields in groups:
+        for f in fields:
+            if f.derived:
+                md = _el(mdv, "MethodDef", {"OID": _oid("MT", rtype or "RECORD", f.name), "Name": f"Derive {f.name}",
+                                            "Type": "Computation"})
+                _translated(md, "Description", {"en": f.derivation})
+
+
+def _draft_note(dataset: Mapping[str, Any]) -> str:
+    drafts = draft_instrument_versions(dataset)
+    if not drafts:
+        return ""
+    return "Draft instrument wording, not yet sponsor-approved: " + ", ".join(drafts)
+
+
+# --- admin data ----------------------------------------------------------------------------------------------
+
+def _actors(dataset: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in dataset["records"]:
+        out.setdefault(_user_oid(r["originator"]), {**r["originator"], "subject": r["participant"]})
+        for v in r["versions"]:
+            out.setdefault(_user_oid(v["created_by"]), {**v["created_by"], "subject": r["participant"]})
+    for p in dataset["participants"]:
+        if p.get("enrolled_by"):
+            actor = p["enrolled_by"]
+            out.setdefault(_user_oid(actor), actor)
+    return out
+
+
+def _admin(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, site: str, effective: str) -> None:
+    admin = _el(root, "AdminData", {"StudyOID": dataset["study"]["protocol_id"]})
+    actors = _actors(dataset)
+    for oid, a in sorted(actors.items()):
+        staff = a["kind"] == "staff"
+        user = _el(admin, "User", {"OID": oid, "UserType": "Investigator" if a.get("role") == "investigator" else "Other"})
+        _el(user, "LoginName", text=str(a["id"]))
+        label = (f"{a.get('role') or 'staff'}: {a.get('name') or a['id']}" if staff
+                 else f"{a.get('role') or 'participant'} of {a.get('subject', '?')} via device {a['id']}")
+        _el(user, "DisplayName", text=label)
+        if staff and a.get("name"):
+            _el(user, "FullName", text=str(a["name"]))
+        _el(user, "LocationRef", {"LocationOID": _location_oid(a, site)})
+    system = _el(admin, "User", {"OID": SYSTEM_USER, "UserType": "Other"})
+    _el(system, "LoginName", text="als-epro-server")
+    _el(system, "DisplayName", text=f"ALS ePRO server (export by {dataset['generated_by']})")
+    _el(system, "LocationRef", {"LocationOID": f"LOC.SITE.{site}"})
+    locations = {f"LOC.SITE.{site}": ("Site", dataset["study"]["site"]["name"])}
+    for a in actors.values():
+        if a["kind"] == "device":
+            locations.setdefault(_location_oid(a, site), ("Other", f"Device {a['id']}"))
+    for oid, (ltype, name) in sorted(locations.items()):
+        loc = _el(admin, "Location", {"OID": oid, "Name": name, "LocationType": ltype})
+        _el(loc, "MetaDataVersionRef", {"StudyOID": dataset["study"]["protocol_id"],
+                                        "MetaDataVersionOID": mdv_oid, "EffectiveDate": effective})
+
+
+# --- clinical data -------------------------------------------------------------------------------------------
+
+def _audit(parent: etree._Element, user: str, location: str, when: str, reason: str | None, source: str) -> None:
+    ar = _el(parent, "AuditRecord", {"EditPoint": "Monitoring", "UsedImputationMethod": "No"})
+    _el(ar, "UserRef", {"UserOID": user})
+    _el(ar, "LocationRef", {"LocationOID": location})
+    _el(ar, "DateTimeStamp", text=when)
+    if reason:
+        _el(ar, "ReasonForChange", text=reason)
+    _el(ar, "SourceID", text=source)
+
+
+def _items(group: etree._Element, rtype: str | None, fields: Iterable[Field], values: Mapping[str, Any],
+           transaction: Mapping[str, str] | None = None) -> None:
+    for f in fields:
+        value = values.get(f.name)
+        tt = (transaction or {}).get(f.name)
+        if value is None and tt != "Remove":
+            continue
+        _el(group, "ItemData", {"ItemOID": item_oid(rtype, f.name), "TransactionType": tt,
+                                "Value": None if value is None else _value(f, value)})
+
+
+def _entry_stamp(rec: Mapping[str, Any]) -> str:
+    entered, received = parse_time(rec["entered_at"]), parse_time(rec["received_at"])
+    return utc_iso(min(entered, received))
+
+
+def _record_meta(rec: Mapping[str, Any]) -> dict[str, Any]:
+    o = rec["originator"]
+    return {"record_id": rec["id"], "respondent": rec["respondent"], "originator_kind": o["kind"],
+            "originator_id": o["id"], "originator_role": o.get("role"), "instrument_version": rec["instrument_version"],
+            "schema_version": rec["schema_version"], "event_time": rec["event_time"], "entered_at": rec["entered_at"],
+            "received_at": rec["received_at"], "server_seq": rec["server_seq"], "sha256": rec["sha256"],
+            "labels": list(rec.get("labels") or []) or None}
+
+
+def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transactional: bool) -> None:
+    rtype, fields = rec["type"], fields_for(rec["type"])
+    versions = sorted(rec["versions"], key=lambda v: v["version"])
+    first = versions[0] if transactional else versions[-1]
+    form = _el(event, "FormData", {"FormOID": _form_oid(rtype), "FormRepeatKey": rec["id"],
+                                   "TransactionType": "Insert" if transactional else None})
+    if transactional:
+        origin = rec["originator"]
+        _audit(form, _user_oid(origin), _location_oid(origin, site), _entry_stamp(rec), None,
+               f"record {rec['id']} version 1 (as entered on {rec['entered_at']}); received {rec['received_at']}, "
+               f"server_seq {rec['server_seq']}, sha256 {rec['sha256']}")
+    _items(_el(form, "ItemGroupData", {"ItemGroupOID": _group_oid(None)}), None, _record_fields(), _record_meta(rec))
+    _items(_el(form, "ItemGroupData", {"ItemGroupOID": _group_oid(rtype)}), rtype, fields,
+           payload_values(rtype, first["payload"]))
+    if not transactional:
+        return
+    previous = payload_values(rtype, first["payload"])
+    for v in versions[1:]:
+        current = payload_values(rtype, v["payload"])
+        changed = [f for f in fields if current.get(f.name) != previous.get(f.name)]
+        upd = _el(event, "FormData", {"FormOID": _form_oid(rtype), "FormRepeatKey": rec["id"], "TransactionType": "Update"})
+        by = v["created_by"]
+        reason = v.get("reason") or ""
+        if v.get("requested_by"):
+            reason = f"{reason} (requested by {v['requested_by']})"
+        fields_changed = ", ".join(c["field"] for c in v["changes"])
+        _audit(upd, _user_oid(by), _location_oid(by, site), utc_iso(v["created_at"]), reason,
+               f"record {rec['id']} version {v['version']}; changed: {fields_changed}")
+        tt = {f.name: ("Insert" if previous.get(f.name) is None else "Remove" if current.get(f.name) is None
+                       else "Update") for f in changed}
+        _items(_el(upd, "ItemGroupData", {"ItemGroupOID": _group_oid(rtype)}), rtype, changed, current, tt)
+        previous = current
+
+
+def _clinical(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, transactional: bool) -> None:
+    study_oid = dataset["study"]["protocol_id"]
+    clinical = _el(root, "ClinicalData", {"StudyOID": study_oid, "MetaDataVersionOID": mdv_oid})
+    sites = site_of(dataset)
+    by_subject: dict[str, list[Mapping[str, Any]]] = {}
+    for r in sorted(dataset["records"], key=lambda r: (r["server_seq"], r["id"])):
+        by_subject.setdefault(r["participant"], []).append(r)
+    for p in sorted(dataset["participants"], key=lambda p: p["subject"]):
+        recs, site = by_subject.get(p["subject"], []), sites[p["subject"]]
+        subject = _el(clinical, "SubjectData", {"SubjectKey": p["subject"],
+                                                "TransactionType": "Insert" if transactional else None})
+        if transactional:
+            enrolled_by = p.get("enrolled_by")
+            when = p.get("enrolled_at") or (min(r["received_at"] for r in recs) if recs else dataset["generated_at"])
+            _audit(subject, _user_oid(enrolled_by) if enrolled_by else SYSTEM_USER, f"LOC.SITE.{site}", utc_iso(when),
+                   None, f"participant {p['subject']} enrolled at site {site}")
+        _el(subject, "SiteRef", {"LocationOID": f"LOC.SITE.{site}"})
+        if recs:
+            event = _el(subject, "StudyEventData", {"StudyEventOID": "SE.EPRO"})
+            for rec in recs:
+                _forms(event, rec, site, transactional)
+
+
+def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -> etree._ElementTree:
+    """The ODM document as an lxml tree (see the module docstring)."""
+    if file_type not in ("Transactional", "Snapshot"):
+        raise ValueError("file_type must be Transactional or Snapshot")
+    require_valid(dataset)
+    s = dataset["study"]
+    created = utc_iso(dataset["generated_at"])
+    mdv_oid = _oid("MDV", s["protocol_version"])
+    site = s["site"]["code"]
+    parts = [f"ALS ePRO export of site {site} ({s['site']['name']}), {file_type.lower()}",
+             f"generated by {dataset['generated_by']} with ALS ePRO {dataset['software_version']}"]
+    if s.get("demo"):
+        parts.insert(0, DEMO_MARKER)
+    if note := _draft_note(dataset):
+        parts.append(note)
+    root = _el(None, "ODM", {
+        "Description": ". ".join(parts) + ".", "FileType": file_type, "Granularity": "SingleSite",
+        "FileOID": f"ALS-EPRO.{s['protocol_id']}.{site}.{created.replace('-', '').replace(':', '')}.{file_type}",
+        "CreationDateTime": created, "AsOfDateTime": created if file_type == "Transactional" else None,
+        "ODMVersion": "1.3.2", "Originator": "ALS ePRO", "SourceSystem": "ALS ePRO",
+        "SourceSystemVersion": dataset["software_version"]})
+    _metadata(_el(root, "Study", {"OID": s["protocol_id"]}), dataset, mdv_oid)
+    stamps = [parse_time(r["received_at"]) for r in dataset["records"]] or [parse_time(dataset["generated_at"])]
+    _admin(root, dataset, mdv_oid, site, min(stamps).date().isoformat())
+    _clinical(root, dataset, mdv_oid, file_type == "Transactional")
+    return etree.ElementTree(root)
+
+
+def odm_export(dataset: Mapping[str, Any], out_dir: str | Path, *, file_type: str = "Transactional") -> list[Path]:
+    """Write ``<protocol>_<site>_odm.xml`` (or ``…_odm_snapshot.xml``) into ``out_dir``; returns its path."""
+    tree = build_odm(dataset, file_type=file_type)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = dataset["study"]
+    suffix = "" if file_type == "Transactional" else "_snapshot"
+    path = out / f"{s['protocol_id']}_{s['site']['code']}_odm{suffix}.xml"
+    path.write_bytes(etree.tostring(tree, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+    return [path]
+
+
+def record_history(tree: etree._ElementTree, record_id: str) -> list[dict[str, Any]]:
+    """Read back one record's transactions from an ODM tree: [{"transaction", "user", "when", "reason", "values"}]."""
+    out = []
+    q = lambda t: f"{{{ODM_NS}}}{t}"  # noqa: E731
+    for form in tree.getroot().iter(q("FormData")):
+        if form.get("FormRepeatKey") != record_id:
+            continue
+        ar = form.find(q("AuditRecord"))
+        values = {i.get("ItemOID"): (i.get("Value"), i.get("TransactionType")) for i in form.iter(q("ItemData"))}
+        out.append({"transaction": form.get("TransactionType"),
+                    "user": ar.find(q("UserRef")).get("UserOID") if ar is not None else None,
+                    "when": ar.findtext(q("DateTimeStamp")) if ar is not None else None,
+                    "reason": ar.findtext(q("ReasonForChange")) if ar is not None else None,
+                    "values": values})
+    return out
+

@@ -277,15 +277,9 @@ def cmd_import(args) -> tuple[dict, str]:
     from server.store.devices import get_device
     from server.store.records import ingest
     from shared.protocol import load_protocol
-    from shared.schemas.fields import parse_aware
 
     doc, file_sha = read_unsent_file(args.file)
-    client_time = None
-    if isinstance(doc.get("exported_at"), str):
-        try:
-            client_time = parse_aware(doc["exported_at"])
-        except ValueError:
-            client_time = None
+    exported_at = doc.get("exported_at") if isinstance(doc.get("exported_at"), str) else None
     actor = _actor()
     with _ready_db(args) as db:
         device = get_device(db, doc["device_id"])
@@ -301,7 +295,7 @@ def cmd_import(args) -> tuple[dict, str]:
                         site_id=device["site_id"],
                         detail={"file": os.path.basename(str(args.file)), "file_sha256": file_sha,
                                 "records": len(results), **counts,
-                                "exported_at": doc.get("exported_at") if client_time else None})
+                                "exported_at": exported_at[:40] if exported_at else None})
     out = {"device_id": device["id"], "participant": device["subject"], "file_sha256": file_sha,
            **counts, "results": results}
     return out, (f"imported {len(results)} record(s) for {device['subject']}: " +

@@ -186,7 +186,7 @@ class _Batch:
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
         who = originator(self.device, self.device["subject"])
         for index, record in self.candidates:
-            drift_flag = self.drift_s is not None and abs(self.drift_s) > threshold
+            drift_flag = self.drifted(record, threshold)
             labels = list(dict.fromkeys([*record.labels, *timing[record["id"]],
                                          *(["clock_drift"] if drift_flag else [])]))
             cur = self.db.execute(
@@ -225,6 +225,16 @@ class _Batch:
         if timeline.dose1_administered_at != before.dose1_administered_at:
             add_change(self.db, self.participant["id"], "timeline",
                        timeline_change(self.db, self.participant), now=self.now)
+
+    def drifted(self, record: Any, threshold: float) -> bool:
+        """Clock drift above the protocol's threshold, seen three ways (TM-02): the request's
+        ``client_time`` against server time, the device's own ``clock_offset_s``, or an
+        ``entered_at`` later than the moment the server received it."""
+        offset = record.get("clock_offset_s")
+        ahead = (record.parsed["entered_at"] - self.now).total_seconds()
+        return ((self.drift_s is not None and abs(self.drift_s) > threshold)
+                or (offset is not None and abs(offset) > threshold)
+                or ahead > threshold)
 
     def record_seqs(self) -> None:
         """Note ``device_seq`` gaps (SY-07) and the highest seq seen from this device."""

@@ -143,6 +143,17 @@ def test_clock_drift_is_stored_and_labelled_never_blocking(client, db):
     assert rows[fine["id"]]["drift_flag"] == 0 and abs(rows[fine["id"]]["drift_s"]) < 120
 
 
+def test_a_known_device_offset_or_an_entry_from_the_future_is_clock_drift_too(client, db):
+    dev = pair(client, db)
+    now = datetime.now(UTC)
+    offset = make_nasal("S-001", clock_offset_s=-900.0)
+    future = make_alsfrs("S-001", entered_at=now + timedelta(hours=2))
+    fine = make_alsfrs("S-001", entered_at=now - timedelta(hours=2), clock_offset_s=12.5)
+    results = upload(client, dev["token"], [offset, future, fine], now).get_json()["results"]
+    assert [r["status"] for r in results] == ["accepted"] * 3
+    assert ["clock_drift" in r["labels"] for r in results] == [True, True, False]
+
+
 def test_timing_facts_are_labels_not_rejections(client, db):
     dev = pair(client, db)
     early = make_nasal("S-001", entered_at=datetime(2025, 2, 20, 9, tzinfo=UTC))   # before first dose

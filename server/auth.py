@@ -103,11 +103,34 @@ def current_staff() -> dict[str, Any] | None:
     return loader() if loader else None
 
 
+def enforce(permission: str, site_id: int | None = None) -> dict[str, Any]:
+    """In a staff view: the signed-in staff row if it holds ``permission`` (on ``site_id``), else
+    raise 401/403. A 403 is audited as ``security.forbidden`` (IA-02)."""
+    from flask import g, request
+
+    staff = g.get("staff") if "staff" in g else current_staff()
+    try:
+        require_permission(staff, permission, site_id)
+    except EproError as err:
+        if err.status == 403:
+            from server.db import get_db, write_tx
+            from server.store.audit import Actor, write_audit
+
+            db = get_db()
+            with write_tx(db):
+                write_audit(db, Actor.staff(staff["id"]), "security.forbidden", entity="route",
+                            entity_id=request.endpoint, site_id=staff.get("site_id"),
+                            detail={"permission": permission, "object_site_id": site_id,
+                                    "method": request.method, "path": request.path})
+        raise
+    return staff
+
+
 def staff_required(permission: str) -> Callable[[Callable], Callable]:
     """Require a signed-in staff member holding ``permission``; the row is in ``flask.g.staff``.
 
-    Site scoping of a particular object is the view's job (``require_permission(g.staff, perm,
-    site_id)``) because only the view knows which site the object belongs to.
+    Site scoping of a particular object is the view's job (``enforce(perm, site_id)``) because only
+    the view knows which site the object belongs to.
     """
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
@@ -118,7 +141,7 @@ def staff_required(permission: str) -> Callable[[Callable], Callable]:
             from flask import g
 
             g.staff = current_staff()
-            require_permission(g.staff, permission)
+            enforce(permission)
             return view(*args, **kwargs)
 
         wrapper.auth_kind = f"staff:{permission}"

@@ -12,8 +12,10 @@ from flask import Blueprint, jsonify
 
 from server import create_app
 from server.auth import (
-    PERMISSIONS, ROLE_PERMISSIONS, current_staff, has_permission, set_staff_loader, staff_required,
+    PERMISSIONS, ROLE_PERMISSIONS, current_staff, enforce, has_permission, set_staff_loader, staff_required,
 )
+from server.store.audit import audit_rows
+from server.store.sites import get_site
 from server.store.devices import revoke_device
 from server.store.staff import staff_by_email
 from tests.server.helpers import ADMIN, STAFF, assert_error, pair
@@ -82,12 +84,34 @@ def test_staff_routes_follow_the_role_permissions(db_path, db, role):
     for method, url, perm in staff_routes:
         assert_error(_call(client, method, url), 401, "auth.login_required")
     signed_in["row"] = staff_by_email(db, STAFF_EMAIL_BY_ROLE[role])
+    denied = 0
     for method, url, perm in staff_routes:
         resp = _call(client, method, url)
         if perm in ROLE_PERMISSIONS[role]:
             assert resp.status_code not in (401, 403), (role, url)
         else:
             assert_error(resp, 403, "auth.forbidden")
+            denied += 1
+    # every refusal is audited as a security event (IA-02)
+    rows = audit_rows(db, action="security.forbidden", limit=1000)
+    assert len(rows) == denied and all(r["actor_id"] == str(signed_in["row"]["id"]) for r in rows)
+
+
+def test_object_scoping_refuses_another_sites_objects_and_audits_it(db_path, db):
+    app = create_app({"DB": str(db_path), "TESTING": True})
+
+    @app.get("/_probe/site/<int:site_id>")
+    @staff_required("view")
+    def probe_site(site_id):
+        enforce("view", site_id)
+        return jsonify({"ok": True})
+
+    set_staff_loader(app, lambda: staff_by_email(db, "inv@bj01.example"))
+    client = app.test_client()
+    own, other = (get_site(db, code)["id"] for code in ("BJ01", "SH02"))
+    assert client.get(f"/_probe/site/{own}").status_code == 200
+    assert_error(client.get(f"/_probe/site/{other}"), 403, "auth.forbidden")
+    assert audit_rows(db, action="security.forbidden")[0]["detail"]["object_site_id"] == other
 
 
 EXPECTED = {  # contract §4

@@ -101,7 +101,7 @@ def export_all(dataset: Mapping[str, Any], out_dir: str | Path,
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be among {FORMATS}, got {formats}")
-    require_valid(dataset)
+    dataset = require_valid(dataset)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; an export is written into a new folder")

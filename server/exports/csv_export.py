@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from server.exports.common import (
-    META_FIELDS, Field, _txt, codes_text, csv_value, fields_for, meta_values, payload_values, site_of,
+    META_FIELDS, Field, _txt, codes_text, fields_for, meta_values, payload_values, site_of,
     sorted_records, timelines, write_csv,
 )
 from server.exports.dataset import current_version, require_valid
@@ -76,7 +76,7 @@ def _change_value(value: Any) -> str:
 
 def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write the CSV files into ``out_dir``; returns their paths."""
-    require_valid(dataset)
+    dataset = require_valid(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tls, sites = timelines(dataset), site_of(dataset)
@@ -124,4 +124,4 @@ def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     return written
 
 
-__all__ = ["csv_export", "csv_value"]
+__all__ = ["csv_export"]

@@ -35,10 +35,12 @@ Rules the builder must keep (checked by :func:`check_dataset`, which every expor
 
 - versions are numbered 1, 2, … in order; version 1 is the payload as received; every later version
   holds the whole payload and has a non-empty ``reason``; ``changes`` equal
-  :func:`diff_payloads` of the previous and this version's payload (use it to build them). A change
-  ``field`` is a dotted path inside the payload (``items.5a``, ``symptoms.epistaxis``,
-  ``nostrils.left.retained``, ``loss``); a leading ``payload.`` is accepted;
-- ``created_by`` is an :class:`Actor`; for version 1 it is the originator;
+  :func:`diff_payloads` of the previous and this version's payload in effect (use it to build them). A
+  change ``field`` is a dotted path inside the payload (``items.5a``, ``symptoms.epistaxis``,
+  ``nostrils.left.retained``, ``loss``); a leading ``payload.`` is accepted, and a change may set a
+  whole object (``nostrils.left``);
+- ``created_by`` and ``originator`` are :class:`Actor` dicts (or ``"kind:id"`` strings); for version 1
+  ``created_by`` is the originator, i.e. the device with ``role`` participant or caregiver;
 - no key anywhere names an arm, cohort, dose level, concentration or product (:data:`FORBIDDEN_KEYS`):
   the exports refuse such a dataset (masking, BL-01).
 """
@@ -78,7 +80,10 @@ class Participant(TypedDict):
 
 
 class Actor(TypedDict):
-    kind: Literal["device", "staff"]
+    """Who made data: a device (for the participant or a caregiver), a staff member, the command line or
+    a system job. A string ``"kind:id"`` (the store's ``str(Actor)``) is accepted wherever an Actor is."""
+
+    kind: Literal["device", "staff", "cli", "system"]
     id: str
     role: str                    # device: participant | caregiver; staff: investigator | coordinator | ...
     name: NotRequired[str | None]
@@ -191,6 +196,32 @@ def with_path(payload: Mapping[str, Any], field: str, value: Any) -> dict[str, A
     return out
 
 
+def _change_leaves(changes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """``{leaf path: new value}`` of a change list, objects set whole expanded to their leaves."""
+    out: dict[str, Any] = {}
+    for c in changes:
+        field = normalize_field(str(c["field"]))
+        old, new = c.get("old"), c.get("new")
+        if isinstance(new, Mapping) or isinstance(old, Mapping):
+            a = payload_paths(old, f"{field}.") if isinstance(old, Mapping) else {}
+            b = payload_paths(new, f"{field}.") if isinstance(new, Mapping) else {}
+            out.update({k: b.get(k) for k in set(a) | set(b) if a.get(k) != b.get(k) or (k in a) != (k in b)})
+        else:
+            out[field] = new
+    return out
+
+
+def as_actor(value: Any) -> Actor:
+    """An :class:`Actor` dict from a dict or a ``"kind:id"`` string; ValueError otherwise."""
+    if isinstance(value, Mapping) and value.get("kind") and value.get("id") is not None:
+        return Actor(kind=value["kind"], id=str(value["id"]), role=str(value.get("role") or value["kind"]),
+                     name=value.get("name"))
+    if isinstance(value, str) and value:
+        kind, _, ident = value.partition(":")
+        return Actor(kind=kind, id=ident or kind, role=kind, name=None)  # type: ignore[typeddict-item]
+    raise ValueError(f"not an actor: {value!r}")
+
+
 # --- record access ----------------------------------------------------------------------------------
 
 def current_version(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -276,6 +307,13 @@ def check_dataset(dataset: Mapping[str, Any]) -> list[str]:
         if r["participant"] not in subjects:
             problems.append(f"record {rid}: participant {r['participant']!r} is not in participants")
         versions = r["versions"]
+        try:
+            as_actor(r["originator"])
+            for v in versions:
+                as_actor(v["created_by"])
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"record {rid}: {exc}")
+            continue
         if [v["version"] for v in versions] != list(range(1, len(versions) + 1)):
             problems.append(f"record {rid}: versions must be numbered 1..n in order")
             continue
@@ -284,9 +322,8 @@ def check_dataset(dataset: Mapping[str, Any]) -> list[str]:
         for prev, v in zip(versions, versions[1:]):
             if not (v.get("reason") or "").strip():
                 problems.append(f"record {rid} v{v['version']}: a correction needs a reason")
-            want = diff_payloads(prev["payload"], v["payload"])
-            got = [Change(field=normalize_field(c["field"]), old=c["old"], new=c["new"]) for c in v["changes"]]
-            if sorted(got, key=lambda c: c["field"]) != sorted(want, key=lambda c: c["field"]):
+            want = {c["field"]: c["new"] for c in diff_payloads(prev["payload"], v["payload"])}
+            if _change_leaves(v["changes"]) != want:
                 problems.append(f"record {rid} v{v['version']}: changes do not match the payloads")
             if parse_time(v["created_at"]) > generated:
                 problems.append(f"record {rid} v{v['version']}: created after generated_at")
@@ -301,7 +338,20 @@ class DatasetError(ValueError):
         self.problems = problems
 
 
-def require_valid(dataset: Mapping[str, Any]) -> None:
+def require_valid(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the dataset (:class:`DatasetError` if unfit) and return a normalised deep copy: actors as
+    :class:`Actor` dicts, change fields without a ``payload.`` prefix, versions in order."""
     problems = check_dataset(dataset)
     if problems:
         raise DatasetError(problems)
+    out = copy.deepcopy(dict(dataset))
+    for r in out["records"]:
+        r["originator"] = as_actor(r["originator"])
+        r["versions"] = sorted(r["versions"], key=lambda v: v["version"])
+        for v in r["versions"]:
+            v["created_by"] = as_actor(v["created_by"])
+            v["changes"] = [{**c, "field": normalize_field(str(c["field"]))} for c in v.get("changes") or []]
+    for p in out["participants"]:
+        if p.get("enrolled_by"):
+            p["enrolled_by"] = as_actor(p["enrolled_by"])
+    return out

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from server.exports.common import fields_for, is_draft, payload_values, sorted_records, utc_iso
+from server.exports.common import fields_for, payload_values, sorted_records, utc_iso
 from server.exports.dataset import DEMO_MARKER, current_version, parse_time, require_valid
 from shared.instruments import available_versions, load_instrument
 from shared.vocab import ALSFRS_ALL_KEYS, NASAL_SYMPTOMS, NOTES_MAX
@@ -226,7 +226,7 @@ def _questionnaire_versions(dataset: Mapping[str, Any], record_type: str) -> lis
 
 def fhir_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write ``Questionnaire-<name>-<version>.json`` files and ``QuestionnaireResponse-bundle.json``."""
-    require_valid(dataset)
+    dataset = require_valid(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -243,4 +243,4 @@ def _write(path: Path, resource: Mapping[str, Any]) -> Path:
     return path
 
 
-__all__ = ["fhir_export", "build_questionnaire", "build_bundle", "build_response", "is_draft"]
+__all__ = ["fhir_export", "build_questionnaire", "build_bundle", "build_response"]

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping
 from lxml import etree
 
 from server.exports.common import (
-    FORM_TITLES, META_FIELDS, Field, csv_value, fields_for, payload_values, site_of, timelines, utc_iso,
+    FORM_TITLES, META_FIELDS, Field, csv_value, fields_for, payload_values, site_of, utc_iso,
 )
 from server.exports.dataset import DEMO_MARKER, draft_instrument_versions, parse_time, require_valid
 from server.exports.sdtm import qs_testcd
@@ -321,7 +321,7 @@ def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -
     """The ODM document as an lxml tree (see the module docstring)."""
     if file_type not in ("Transactional", "Snapshot"):
         raise ValueError("file_type must be Transactional or Snapshot")
-    require_valid(dataset)
+    dataset = require_valid(dataset)
     s = dataset["study"]
     created = utc_iso(dataset["generated_at"])
     mdv_oid = _oid("MDV", s["protocol_version"])

@@ -257,7 +257,7 @@ Times (QSDTC, ECSTDTC) are the participant's local time without offset; QSDY/ECS
 
 def sdtm_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write qs.csv, ec.csv, suppec.csv, sdtm_codes.csv and README_SDTM.txt into ``out_dir``."""
-    require_valid(dataset)
+    dataset = require_valid(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     qs = _number(_qs_rows(dataset), "QSSEQ")

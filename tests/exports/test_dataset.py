@@ -86,3 +86,37 @@ def test_timeline_uses_dose_one_as_given(dataset):
     tl = participant_timeline(part, dataset["records"])
     assert tl.first_dose_date.isoformat() == part["first_dose_date"]
     assert tl.dose1_administered_at is not None and tl.dose1_administered_at.isoformat() == "2026-03-02T09:30:00+08:00"
+
+
+def test_store_shaped_actors_and_change_fields_are_accepted(dataset, tmp_path):
+    """The server store keeps actors as "kind:id" and change fields with a "payload." prefix."""
+    from server.exports import export_all
+    from tests.exports.conftest import read_csv
+
+    ds = copy.deepcopy(dataset)
+    rec = next(r for r in ds["records"] if len(r["versions"]) == 3)
+    for v in rec["versions"][1:]:
+        v["created_by"] = "staff:7"
+        v["changes"] = [{**c, "field": "payload." + c["field"]} for c in v["changes"]]
+    rec["originator"] = "device:dev-0a1b"
+    rec["versions"][0]["created_by"] = "device:dev-0a1b"
+    assert check_dataset(ds) == []
+    export_all(ds, tmp_path / "e", formats=("csv", "odm"))
+    rows = [r for r in read_csv(tmp_path / "e" / "csv" / "record_versions.csv") if r["record_id"] == rec["id"]]
+    assert [(r["created_by_kind"], r["created_by_id"]) for r in rows][-1] == ("staff", "7")
+    assert rows[-1]["field"] in ("notes", "symptoms.epistaxis")
+
+
+def test_a_change_may_set_a_whole_object_but_must_match_the_payloads(dataset):
+    ds = copy.deepcopy(dataset)
+    rec = next(r for r in ds["records"] if r["type"] == "dose_confirmation"
+               and r["versions"][0]["payload"]["loss"] == ["coughed_choked"])
+    old = rec["versions"][0]["payload"]
+    new = with_path(with_path(old, "nostrils.left.retained", True), "loss", ["coughed_choked"])
+    rec["versions"].append({"version": 2, "payload": new, "created_at": "2026-03-07T00:00:00Z",
+                            "created_by": "staff:7", "requested_by": "caregiver", "reason": "left side was retained",
+                            "changes": [{"field": "payload.nostrils.left", "old": old["nostrils"]["left"],
+                                         "new": new["nostrils"]["left"]}]})
+    assert check_dataset(ds) == []
+    rec["versions"][1]["changes"].append({"field": "payload.kit_number", "old": "K-0107", "new": "K-9"})
+    assert any("changes do not match" in p for p in check_dataset(ds))

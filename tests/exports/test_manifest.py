@@ -123,3 +123,28 @@ def test_write_manifest_accepts_relative_paths(tmp_path):
     path = write_manifest(tmp_path, ["x.csv"], {"generated_at": "2026-01-01T00:00:00Z", "demo": False, "counts": {}})
     body = json.loads(path.read_text(encoding="utf-8"))
     assert body["files"][0]["path"] == "x.csv" and verify_manifest(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_full_site_exports_and_validates_in_reasonable_time(tmp_path):
+    """38 participants with five weeks of entries each: every format, validated, well under a minute."""
+    import time
+    from datetime import date, timedelta
+
+    from tests.exports.factories import participant_records, stored
+
+    ds = make_dataset()
+    ds["participants"], ds["records"], ds["audit"] = [], [], []
+    for i in range(38):
+        subject, first = f"P-{i + 1:03d}", date(2026, 3, 2) + timedelta(days=7 * (i % 8))
+        ds["participants"].append({"subject": subject, "site": "BJ01", "status": "enrolled", "onset": "2025-06",
+                                   "first_dose_date": first.isoformat(), "tz": "Asia/Shanghai"})
+        for env in participant_records(subject, first, seed=str(i), gastrostomy_switch=i % 5 == 0):
+            ds["records"].append(stored(env, len(ds["records"]) + 1, device=f"D-{i}"))
+    ds["generated_at"] = "2026-06-01T00:00:00Z"
+    started = time.monotonic()
+    manifest = export_all(ds, tmp_path / "site")
+    assert time.monotonic() - started < 60
+    assert manifest["validation"]["odm"]["result"] == "valid" and manifest["validation"]["fhir"]["result"] == "valid"
+    assert manifest["counts"]["records_total"] == len(ds["records"]) > 900
+    assert verify_manifest(tmp_path / "site") == []

@@ -64,3 +64,13 @@ def test_the_no_baseline_note_says_the_drop_flag_is_off():
     assert notes == [(), (), (NOTE_NO_BASELINE,)]
     assert "baseline" in describe_note(NOTE_NO_BASELINE, "en") and "基线" in describe_note(NOTE_NO_BASELINE, "zh-CN")
     assert t("flag.severity.high", "zh-CN") == "高"
+
+
+def test_flags_are_plain_json_for_storage_and_pages():
+    import json
+
+    for fl in all_flags():
+        for flag in fl:
+            assert json.loads(json.dumps(flag.as_dict())) == flag.as_dict()
+        if fl.baseline is not None:
+            assert json.loads(json.dumps(fl.baseline.as_dict()))["total"] == fl.baseline.total

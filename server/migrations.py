@@ -269,3 +269,36 @@ def missing_guards(db: Database) -> list[str]:
     tables = set(db.table_names())
     want = [f"{t}_no_{op}" for t in APPEND_ONLY if t in tables for op in ("update", "delete")]
     return [name for name in want if name not in have]
+
+
+@migrations()
+def m005_staff_sessions(db: Database) -> None:
+    """Staff web sessions (revocable, idle timeout, IA-13) and login attempts for rate limiting (IA-11).
+
+    Only the sha256 of a session cookie is stored; the CSRF token is derived from the cookie and never
+    stored. Neither table is evidence: sessions end (``ended_at``) but are never deleted.
+    """
+    _run(db, """
+    CREATE TABLE staff_sessions (
+        id INTEGER PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        staff_id INTEGER NOT NULL REFERENCES staff(id),
+        lang TEXT,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        ended_at TEXT,
+        end_reason TEXT,
+        client_addr TEXT,
+        user_agent TEXT
+    );
+    CREATE INDEX staff_sessions_staff ON staff_sessions(staff_id, ended_at);
+    CREATE TABLE staff_login_attempts (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        email TEXT NOT NULL,
+        client_addr TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'rate_limited'))
+    );
+    CREATE INDEX staff_login_attempts_email ON staff_login_attempts(email, at);
+    CREATE INDEX staff_login_attempts_addr ON staff_login_attempts(client_addr, at);
+    """)

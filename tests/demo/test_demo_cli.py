@@ -1,0 +1,65 @@
+"""`als-epro-server demo` builds a marked demo database through the real ingest, and refuses others."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from server.db import open_db
+from server.demo import is_demo_db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(db, *args):
+    return subprocess.run([sys.executable, "-m", "server", "--db", str(db), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_demo_builds_a_marked_database_with_a_clean_audit_chain(tmp_path):
+    db_path = tmp_path / "demo.sqlite"
+    out = cli(db_path, "demo", "--json", "--password", "demo-password-123")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["demo"] is True and result["records"] > 100 and len(result["participants"]) == 6
+    db = open_db(str(db_path))
+    try:
+        assert is_demo_db(db)
+        stored = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        assert stored == result["records"]
+        # every record came in through a paired device, with a receipt time after its entry
+        from datetime import datetime
+        rows = db.execute("SELECT entered_at, received_at, device_id FROM records").fetchall()
+        assert all(dev for _, _, dev in rows)
+        assert all(datetime.fromisoformat(rec.replace("Z", "+00:00")) > datetime.fromisoformat(ent)
+                   for ent, rec, _ in rows)
+    finally:
+        db.close()
+    verify = cli(db_path, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    # the staff logins work with the given password
+    from server.store.staff import authenticate
+    db = open_db(str(db_path))
+    try:
+        assert authenticate(db, "investigator@demo.als-epro", "demo-password-123", client_addr="test")
+    finally:
+        db.close()
+
+
+def test_demo_rebuilds_a_demo_database_and_refuses_any_other(tmp_path):
+    demo_db = tmp_path / "demo.sqlite"
+    assert cli(demo_db, "demo").returncode == 0
+    again = cli(demo_db, "demo", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["replaced"] is True
+    real = tmp_path / "real.sqlite"
+    assert cli(real, "init").returncode == 0
+    assert cli(real, "site", "add", "BJ01", "Real site").returncode == 0
+    refused = cli(real, "demo")
+    assert refused.returncode == 2
+    assert "not a demo database" in refused.stderr
+    db = open_db(str(real))
+    try:
+        assert not is_demo_db(db)
+        assert db.execute("SELECT COUNT(*) FROM sites").fetchone()[0] == 1
+    finally:
+        db.close()

@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_BUSY_TIMEOUT_MS": 10000,
     "CHECK_DB_ON_START": True,
     "JOBS_INTERVAL_MINUTES": 15,
+    "BACKUP_DIR": None,  # folder for the daily scheduled backup (server.tasks.backup); None: off
+    "BACKUP_KEEP": 14,  # daily backups kept in BACKUP_DIR
 }
 
 

@@ -1,0 +1,2 @@
+"""(being written)"""
+from server.staff import bp  # noqa: F401

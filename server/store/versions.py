@@ -88,6 +88,8 @@ def correct_record(db: Database, record_id: str, updates: Mapping[str, Any], *, 
         if not changes:
             raise EproError("record.no_change", 400)
         envelope = {**json.loads(rec["envelope"]), "payload": new_payload}
+        old_event_time = envelope["event_time"]
+        envelope["event_time"] = event_time_for(envelope)  # a corrected date or dose time moves it
         _valid, errors = record_errors(envelope, protocol=protocol)
         if errors:
             raise EproError("record.correction_invalid", 400, errors=errors)
@@ -102,13 +104,43 @@ def correct_record(db: Database, record_id: str, updates: Mapping[str, Any], *, 
                     site_id=rec["site_id"],
                     detail={"version": version, "changes": changes, "reason": reason.strip(),
                             "requested_by": requested_by.strip(),
-                            "lag_days": _lag_days(rec["received_at"], now)}, now=now)
+                            "lag_days": _lag_days(rec["received_at"], now),
+                            **({"event_time": {"old": old_event_time, "new": envelope["event_time"]}}
+                               if envelope["event_time"] != old_event_time else {})}, now=now)
         add_change(db, rec["participant_id"], "correction",
                    {"record_id": record_id, "version": version, "changes": changes,
                     "reason": reason.strip(), "corrected_at": stamp}, now=now)
     return {"record_id": record_id, "version": version, "payload": new_payload, "changes": changes,
             "created_at": stamp, "created_by": str(actor), "requested_by": requested_by.strip(),
             "reason": reason.strip()}
+
+
+def event_time_for(envelope: Mapping[str, Any]) -> str:
+    """The ``event_time`` a (corrected) payload implies by contract §1: ``entered_at`` for ALSFRS-R,
+    00:00 of the diary date or of a missed dose's planned date at ``entered_at``'s offset, else
+    ``administered_at``. Values the payload cannot decide leave the envelope's own unchanged."""
+    from datetime import date as _date
+
+    from shared.schemas.fields import parse_aware
+    from shared.schemas.records import midnight_at_offset
+
+    payload, rtype, current = envelope.get("payload") or {}, envelope.get("type"), envelope.get("event_time")
+    try:
+        entered = parse_aware(envelope["entered_at"])
+        implied = None
+        if rtype == "alsfrs_r":
+            implied = envelope["entered_at"]
+        elif rtype == "nasal_symptoms":
+            implied = midnight_at_offset(_date.fromisoformat(payload["date"]), entered).isoformat()
+        elif rtype == "dose_confirmation" and payload.get("given") is True and payload.get("administered_at"):
+            implied = payload["administered_at"]
+        elif rtype == "dose_confirmation" and payload.get("given") is False:
+            implied = midnight_at_offset(_date.fromisoformat(payload["planned_date"]), entered).isoformat()
+        if implied is not None and parse_aware(implied) != parse_aware(current):
+            return implied
+    except (KeyError, TypeError, ValueError):
+        pass
+    return current
 
 
 def _lag_days(received_at: str, now: datetime) -> float:

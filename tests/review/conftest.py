@@ -9,18 +9,13 @@ from typing import Any
 import pytest
 
 from server.db import open_db
-from server.migrations import migrate, migrations
+from server.migrations import migrate
 from server.store.audit import Actor
 from server.store.pairing import issue_pairing_code, redeem_pairing_code
 from server.store.records import ingest
 from server.store.staff import staff_by_email
 from shared.protocol import load_protocol
 from tests.server.helpers import ADMIN, PASSWORD, seed
-
-if "m006_reviews" not in [m.name for m in migrations._migrations]:  # until it is in server/migrations.py
-    from tests.review._m006_draft import m006_reviews
-
-    migrations()(m006_reviews)
 
 CST = timezone(timedelta(hours=8))
 PROTOCOL = load_protocol()

@@ -96,14 +96,16 @@ def schema_sha256(db) -> str:
     return _sha(_canonical([list(r) for r in rows]))
 
 
-def record_hashes(db) -> dict[str, Any]:
+def record_hashes(db, upto: int | None = None) -> dict[str, Any]:
     """Count, the digest of the ``id sha256`` list in server order, and records whose stored envelope
-    no longer hashes to its stored sha256 (contract §1 canonical form)."""
+    no longer hashes to its stored sha256 (contract §1 canonical form); ``upto``: only records with
+    ``server_seq <= upto``."""
     if "records" not in user_tables(db):
         return {"count": 0, "sha256_list_digest": _sha(""), "max_server_seq": None, "mismatched": []}
     digest, count, last, bad = hashlib.sha256(), 0, None, []
+    limit = "" if upto is None else f" WHERE server_seq <= {int(upto)}"
     for rid, sha, envelope, seq in db.execute(
-            "SELECT id, sha256, envelope, server_seq FROM records ORDER BY server_seq"):
+            f"SELECT id, sha256, envelope, server_seq FROM records{limit} ORDER BY server_seq"):
         count, last = count + 1, seq
         digest.update(f"{rid} {sha}\n".encode("utf-8"))
         try:
@@ -235,6 +237,31 @@ def verify_backup(backup_path: str | Path, manifest: dict[str, Any] | None = Non
         return content_problems(conn, manifest)[0]
     finally:
         conn.close()
+
+
+def reconcile(db, manifest: dict[str, Any]) -> list[FieldError]:
+    """Is ``db`` a continuation of the backup ``manifest`` describes (EX-07)? Every record in the backup
+    is still there, unchanged and in the same order, and the audit chain verifies and still passes
+    through the backup's head. Use it after a migration or a server move; [] is good."""
+    out: list[FieldError] = []
+    if manifest["records"]["count"]:
+        now = record_hashes(db, manifest["records"]["max_server_seq"])
+        for key in ("count", "sha256_list_digest"):
+            if now[key] != manifest["records"][key]:
+                out.append(FieldError(f"records.{key}", "mismatch",
+                                      f"backup {manifest['records'][key]!r}, database {now[key]!r}"))
+        out += [FieldError(f"records.{rid}.sha256", "hash", "stored envelope does not hash to its sha256")
+                for rid in now["mismatched"][:20]]
+    chain = verify_chain(db)
+    if not chain.ok:
+        out.append(FieldError("audit.chain", "verify_chain",
+                              f"audit chain broken at row {chain.first_bad_seq}: {chain.problem}"))
+    if manifest["audit"]["head_seq"] is not None:
+        row = db.execute("SELECT hash FROM audit WHERE seq = ?", [manifest["audit"]["head_seq"]]).fetchone()
+        if row is None or row[0] != manifest["audit"]["head_hash"]:
+            out.append(FieldError("audit.head_hash", "mismatch",
+                                  f"audit row {manifest['audit']['head_seq']} is not the backup's chain head"))
+    return out
 
 
 # --- files ------------------------------------------------------------------------------------------

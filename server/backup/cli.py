@@ -1,14 +1,17 @@
-"""``als-epro-server backup PATH`` and ``als-epro-server restore PATH`` (contract §3).
+"""``als-epro-server backup PATH`` and ``als-epro-server restore PATH`` (contract §3), and
+``als-epro-server reconcile PATH`` (EX-07: after a migration or a move, does the database still hold
+the backup's records unchanged and continue its audit chain?).
 
-``--db`` names the live database for ``backup`` and the target for ``restore``; it may be given
-before the command (as for every command) or after it.
+``--db`` names the live database for ``backup`` and ``reconcile`` and the target for ``restore``; it
+may be given before the command (as for every command) or after it.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from server.backup import backup, iter_problems_text, restore
+from server.backup import MANIFEST_SUFFIX, backup, iter_problems_text, read_manifest, reconcile, restore
 from server.config import load_config
 from shared.errors import EproError
 
@@ -49,6 +52,23 @@ def cmd_restore(args) -> tuple[dict, str]:
     return out, text
 
 
+def cmd_reconcile(args) -> tuple[dict, str]:
+    from server.cli import _VerifyFailed, _ready_db
+
+    path = Path(args.path)
+    manifest = read_manifest(path.with_name(path.name[:-len(MANIFEST_SUFFIX)])
+                             if path.name.endswith(MANIFEST_SUFFIX) else path)
+    with _ready_db(args) as db:
+        problems = reconcile(db, manifest)
+    out = {"ok": not problems, "backup": manifest["file"]["name"], "records": manifest["records"]["count"],
+           "audit_head_seq": manifest["audit"]["head_seq"], "problems": [p.as_dict() for p in problems]}
+    if problems:
+        raise _VerifyFailed(out, f"{args.db} does not continue backup {manifest['file']['name']}: "
+                                 + iter_problems_text(problems[:5]))
+    return out, (f"{args.db} continues backup {manifest['file']['name']}: its {out['records']} records are "
+                 f"unchanged and the audit chain passes through row {out['audit_head_seq']}")
+
+
 def register(subparsers, command) -> None:
     sp = command(subparsers, "backup", cmd_backup,
                  "copy the live database (SQLite online backup) to PATH with a verifiable manifest")
@@ -61,3 +81,8 @@ def register(subparsers, command) -> None:
     sp.add_argument("--force", action="store_true",
                     help="replace a database that holds data (kept as <db>.pre-restore-<UTC>); stop the server first")
     sp.add_argument("--dry-run", action="store_true", help="verify by restoring into a temporary copy only")
+    sp = command(subparsers, "reconcile", cmd_reconcile,
+                 "check that --db still holds every record of a backup unchanged and continues its audit chain"
+                 " (after a migration or a move)")
+    sp.add_argument("path", help="backup file or its .manifest.json")
+    _db_option(sp, "database to check")

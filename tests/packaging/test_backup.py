@@ -323,3 +323,37 @@ def test_scheduled_backup_is_off_without_a_folder_and_runs_from_the_serve_schedu
         scheduler.shutdown(wait=True)
     [made] = backups_in(folder)
     assert verify_backup(made) == [] and read_manifest(made)["created_by"] == "system:backup"
+
+
+# --- reconciliation after a migration or a move (EX-07) ---------------------------------------------
+
+def _add_records(path: Path, n: int) -> None:
+    from server.store.devices import get_device
+    from server.store.records import ingest
+    from shared.protocol import load_protocol
+
+    db = open_db(path)
+    try:
+        device = get_device(db, db.execute("SELECT id FROM devices LIMIT 1").fetchone()[0])
+        seq = db.execute("SELECT MAX(device_seq) FROM records").fetchone()[0] + 1
+        results = ingest(db, device, make_batch("S-001", n, first_seq=seq,
+                                                start=datetime(2025, 6, 1, 9, tzinfo=UTC)), protocol=load_protocol())
+        assert {r["status"] for r in results} == {"accepted"}
+    finally:
+        db.close()
+
+
+def test_reconcile_accepts_a_database_that_continues_the_backup_and_names_what_changed(tmp_path, live_db):
+    made = backup(live_db, tmp_path / "b.sqlite")
+    _add_records(live_db, 4)                           # the server went on after the backup
+    ok = cli("--db", str(live_db), "reconcile", str(made.manifest_path))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    _sql(live_db, "DROP TRIGGER records_no_update",
+         "UPDATE records SET envelope = replace(envelope, '\"respondent\":\"participant\"', "
+         "'\"respondent\":\"caregiver\"') WHERE server_seq = 2")
+    bad = cli("--db", str(live_db), "reconcile", str(made.path))
+    assert bad.returncode != 0
+    fields = {p["field"] for p in json.loads(bad.stdout)["problems"]}
+    assert "records.sha256_list_digest" not in fields      # the stored hash column is unchanged …
+    assert any(f.startswith("records.") and f.endswith(".sha256") for f in fields), fields  # … the envelope is not

@@ -170,7 +170,7 @@ def build_response(record: Mapping[str, Any], site: str) -> dict[str, Any]:
         links = ["date", *NASAL_SYMPTOMS, "epistaxis_needed_help", "sought_medical_care", "notes", "tnss"]
         get = {**values, "date": payload["date"]}
     items = [{"linkId": link, "answer": [_answer(rtype, link, get[link])]}
-             for link in links if get.get(link) is not None]
+             for link in links if get.get(link) not in (None, "")]  # FHIR forbids empty strings
     origin = record["originator"]
     if origin["kind"] == "device":
         author = _reference("Device", f"{BASE}/sid/device", origin["id"], f"{origin.get('role')} device {origin['id']}")

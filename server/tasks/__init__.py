@@ -16,6 +16,7 @@ def run_all(db_path: str, protocol_name: str, now: datetime | None = None) -> di
     """Run every task once against the database file; returns each task's summary."""
     from server.db import open_db
     from server.tasks.compliance import recompute_compliance
+    from server.store.reviews import recompute_flag_counts
     from server.tasks.devices import mark_silent_devices
     from shared.protocol import load_protocol
 
@@ -24,7 +25,8 @@ def run_all(db_path: str, protocol_name: str, now: datetime | None = None) -> di
     db = open_db(db_path)
     try:
         out = {"compliance": recompute_compliance(db, protocol, now),
-               "devices": mark_silent_devices(db, float(protocol.threshold("device_silent_hours")), now)}
+               "devices": mark_silent_devices(db, float(protocol.threshold("device_silent_hours")), now),
+               "flags": recompute_flag_counts(db, protocol, now)}
     except Exception:  # a failed run is logged and retried at the next interval
         log.exception("scheduled tasks failed")
         raise

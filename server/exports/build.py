@@ -1,0 +1,252 @@
+"""Build the export dataset of one site from the database, and run a whole site export.
+
+:func:`build_dataset` reads one consistent snapshot (one read transaction) and returns the plain dict
+:mod:`server.exports.dataset` documents: participants, every record with every version, and the site's
+audit trail. :func:`run_site_export` writes the chosen formats with :func:`server.exports.export_all`,
+adds the review evidence the formats do not carry — investigator sign-offs with their current status
+(valid / invalidated, re-signature required) and flag acknowledgements — under ``review/``, lists those
+files in the same manifest, and writes the ``export.create`` audit row (who, where, formats, counts,
+the manifest's sha256). A demo database (:func:`server.demo.is_demo_db`) is exported with
+``study.demo`` true, so every file and the manifest say "DEMO — synthetic data".
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from sqlite_utils import Database
+
+import shared
+from server.clock import iso, utc_now
+from server.db import query, write_tx
+from server.exports.manifest import MANIFEST, write_manifest
+from server.store.audit import Actor, write_audit
+from server.store.sites import get_site
+from shared.protocol import Protocol
+
+ALL = ("csv", "odm", "sdtm", "fhir")
+REVIEW_DIR = "review"
+
+
+def _actor_dict(text: str, staff: Mapping[str, dict[str, Any]], devices: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """An export Actor from a store actor string (``staff:3``, ``device:D-1``, ``cli:user``, ``system:x``)."""
+    kind, _, ident = text.partition(":")
+    if kind == "staff" and ident in staff:
+        s = staff[ident]
+        return {"kind": "staff", "id": ident, "role": s["role"], "name": s["email"]}
+    if kind == "device" and ident in devices:
+        return {"kind": "device", "id": ident, "role": devices[ident]["role"], "name": None}
+    if kind in ("staff", "device", "cli", "system"):
+        return {"kind": kind, "id": ident or kind, "role": kind, "name": None}
+    return {"kind": "system", "id": text or "unknown", "role": "system", "name": None}
+
+
+def _audit_actor(row: Mapping[str, Any]) -> str:
+    return f"{row['actor_kind']}:{row['actor_id']}" if row["actor_id"] else row["actor_kind"]
+
+
+def is_demo(db: Database) -> bool:
+    try:
+        from server.demo import is_demo_db
+    except ImportError:  # the demo package is optional
+        return False
+    return is_demo_db(db)
+
+
+def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: Protocol,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """The export dataset of one site (shape: :mod:`server.exports.dataset`)."""
+    site = get_site(db, site_code)
+    own_tx = not db.conn.in_transaction
+    if own_tx:
+        db.conn.execute("BEGIN")  # one snapshot: nothing written meanwhile is half-included
+    try:
+        staff = {str(r["id"]): r for r in query(db, "SELECT id, email, role FROM staff")}
+        devices = {r["id"]: r for r in query(
+            db, "SELECT d.id, d.role FROM devices d JOIN participants p ON p.id = d.participant_id"
+                " WHERE p.site_id = ?", [site["id"]])}
+        enrolments = {r["entity_id"]: r for r in query(
+            db, "SELECT entity_id, at, actor_kind, actor_id FROM audit WHERE action = 'participant.enroll'"
+                " AND site_id = ? ORDER BY seq", [site["id"]])}
+        participants = []
+        for p in query(db, "SELECT * FROM participants WHERE site_id = ? ORDER BY subject", [site["id"]]):
+            item = {"subject": p["subject"], "site": site["code"],
+                    "status": "withdrawn" if p["status"] == "withdrawn" else "enrolled",
+                    "onset": p["onset"], "first_dose_date": p["first_dose_date"], "tz": p["tz"]}
+            enrolled = enrolments.get(p["subject"])
+            item["enrolled_at"] = enrolled["at"] if enrolled else p["enrolled_at"]
+            if enrolled:
+                item["enrolled_by"] = _actor_dict(_audit_actor(enrolled), staff, devices)
+            participants.append(item)
+        versions: dict[str, list[dict[str, Any]]] = {}
+        for v in query(db, "SELECT v.* FROM record_versions v JOIN records r ON r.id = v.record_id"
+                           " JOIN participants p ON p.id = r.participant_id WHERE p.site_id = ?"
+                           " ORDER BY v.record_id, v.version", [site["id"]]):
+            versions.setdefault(v["record_id"], []).append(v)
+        records = []
+        for r in query(db, "SELECT r.*, p.subject FROM records r JOIN participants p ON p.id = r.participant_id"
+                           " WHERE p.site_id = ? ORDER BY r.server_seq", [site["id"]]):
+            env = json.loads(r["envelope"])
+            if r["device_id"]:
+                origin = _actor_dict(f"device:{r['device_id']}", staff, devices)
+            else:
+                origin = _actor_dict(f"staff:{r['staff_id']}", staff, devices)
+            record_versions = []
+            for v in versions.get(r["id"], []):
+                by = origin if v["version"] == 1 else _actor_dict(v["created_by"], staff, devices)
+                record_versions.append({
+                    "version": v["version"], "payload": json.loads(v["payload"]), "created_at": v["created_at"],
+                    "created_by": by, "requested_by": v["requested_by"], "reason": v["reason"],
+                    "changes": json.loads(v["changes"])})
+            records.append({
+                "id": r["id"], "type": r["type"], "participant": r["subject"], "respondent": r["respondent"],
+                "instrument_version": r["instrument_version"], "schema_version": r["schema_version"],
+                "event_time": env["event_time"], "entered_at": env["entered_at"], "received_at": r["received_at"],
+                "server_seq": r["server_seq"], "sha256": r["sha256"], "originator": origin,
+                "labels": json.loads(r["labels"]), "versions": record_versions})
+        audit = [{"seq": a["seq"], "at": a["at"], "actor": _audit_actor(a), "action": a["action"],
+                  "entity": a["entity"] or "", "entity_id": a["entity_id"] or "", "detail": json.loads(a["detail"])}
+                 for a in query(db, "SELECT * FROM audit WHERE site_id = ? ORDER BY seq", [site["id"]])]
+        demo = is_demo(db)
+    finally:
+        if own_tx:
+            db.conn.execute("COMMIT")
+    return {
+        "study": {"protocol_id": protocol.id, "protocol_version": protocol.version,
+                  "site": {"code": site["code"], "name": site["name"]}, "demo": demo},
+        "generated_at": iso(now or utc_now()),
+        "generated_by": generated_by,
+        "software_version": shared.__version__,
+        "participants": participants,
+        "records": records,
+        "audit": audit,
+    }
+
+
+# --- review evidence files ------------------------------------------------------------------------------
+
+SIGNOFF_COLUMNS = ("signoff_id", "subject", "period_from", "period_to", "printed_name", "signer_account",
+                   "meaning", "signed_at_utc", "signed_at_local", "time_zone", "records_covered", "content_sha256",
+                   "signature_sha256", "status", "status_detail")
+FLAG_REVIEW_COLUMNS = ("review_id", "subject", "flag_key", "rule", "record_id", "record_version", "outcome",
+                       "ae_number", "note", "reviewed_by", "staff_role", "reviewed_at_utc", "state_now")
+_README = """ALS ePRO export — review evidence / 审阅证据
+{marker}
+signatures.csv   Investigator sign-offs: printed name, meaning, time (UTC and local), the records covered
+                 and their hashes, and the status now: valid, or invalidated (a covered record was
+                 corrected after signing; re-signature required).
+                 研究者签署：姓名、含义、时间（UTC 与当地时间）、覆盖的记录及其哈希值、当前状态：
+                 有效，或已失效（签署后覆盖的记录被更正，需要重新签署）。
+flag_reviews.csv Acknowledgements of safety flags: outcome (not an adverse event / recorded as adverse
+                 event no. … / participant contacted), note, who, when, and whether the flag's record
+                 changed since (state_now = changed).
+                 安全提示的确认：结论（非不良事件 / 已记录为不良事件编号… / 已联系受试者）、备注、
+                 确认人、时间，以及之后该记录是否被更改（state_now = changed）。
+"""
+
+
+def _csv_bytes(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(list(header))
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def _status_detail(status: Mapping[str, Any]) -> str:
+    if status["state"] == "invalidated":
+        changed = "; ".join(f"{c['record_id']} v{c['signed_version']}→v{c['current_version']}"
+                            for c in status["changed"])
+        return f"invalidated, re-signature required: {changed}"
+    if status["state"] == "broken":
+        return f"does not verify: {status['problem']}"
+    added = len(status["added_since"])
+    return f"{added} entr{'y' if added == 1 else 'ies'} in the period arrived after signing" if added else ""
+
+
+def write_review_files(db: Database, site_id: int, protocol: Protocol, out_dir: Path, *, demo: bool,
+                       now: datetime) -> tuple[list[Path], dict[str, int]]:
+    """``review/signatures.csv``, ``review/flag_reviews.csv`` and ``review/README.txt``; paths and counts."""
+    from server.store.participants import participant_by_id
+    from server.store.reviews import participant_flags
+    from server.store.signoffs import signoffs_for_site
+
+    emails = {r["id"]: r["email"] for r in query(db, "SELECT id, email FROM staff")}
+    folder = out_dir / REVIEW_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    signoffs = signoffs_for_site(db, site_id)
+    rows = [[s["id"], s["subject"], s["period_from"], s["period_to"], s["printed_name"], emails.get(s["staff_id"], ""),
+             s["meaning"], s["signed_at"], s["signed_at_local"], s["tz"], len(s["covered"]), s["content_sha256"],
+             s["signature_sha256"], s["status"]["state"], _status_detail(s["status"])] for s in signoffs]
+    (folder / "signatures.csv").write_bytes(_csv_bytes(SIGNOFF_COLUMNS, rows))
+    reviews = query(db, "SELECT f.*, p.subject FROM flag_reviews f JOIN participants p ON p.id = f.participant_id"
+                        " WHERE p.site_id = ? ORDER BY f.id", [site_id])
+    states: dict[int, dict[str, str]] = {}
+    for pid in sorted({r["participant_id"] for r in reviews}):
+        found = participant_flags(db, protocol, participant_by_id(db, pid), now=now)["flags"]
+        states[pid] = {i["key"]: i["state"] for i in found}
+    rows = []
+    for r in reviews:
+        state = states[r["participant_id"]].get(r["flag_key"], "no longer raised")
+        latest = max(x["id"] for x in reviews if x["flag_key"] == r["flag_key"])
+        rows.append([r["id"], r["subject"], r["flag_key"], r["rule"], r["record_id"], r["record_version"],
+                     r["outcome"], r["ae_number"], r["note"], r["actor"], r["staff_role"], r["reviewed_at"],
+                     state if r["id"] == latest else "superseded"])
+    (folder / "flag_reviews.csv").write_bytes(_csv_bytes(FLAG_REVIEW_COLUMNS, rows))
+    marker = "*** DEMO — synthetic data / 演示数据——合成数据 ***\n" if demo else ""
+    (folder / "README.txt").write_text(_README.format(marker=marker), encoding="utf-8")
+    files = [folder / "README.txt", folder / "signatures.csv", folder / "flag_reviews.csv"]
+    return files, {"signoffs": len(signoffs), "flag_reviews": len(reviews),
+                   "signoffs_invalidated": sum(s["status"]["state"] == "invalidated" for s in signoffs)}
+
+
+def _add_to_manifest(out_dir: Path, extra: list[Path], review_counts: Mapping[str, int]) -> dict[str, Any]:
+    body = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    listed = [out_dir / e["path"] for e in body["files"]]
+    meta = {k: v for k, v in body.items() if k not in ("format", "marker", "verify_with", "files")}
+    meta["counts"] = {**{k: v for k, v in body["counts"].items() if k != "files"}, "review": dict(review_counts)}
+    write_manifest(out_dir, listed + extra, meta)
+    return json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+
+
+def run_site_export(db: Database, site_code: str, out_dir: str | Path, *, formats: Iterable[str] = ALL,
+                    generated_by: str, actor: Actor, protocol: Protocol,
+                    now: datetime | None = None) -> dict[str, Any]:
+    """Export one site into ``out_dir`` (new or empty) and audit it; returns the manifest dict."""
+    from server.exports import export_all
+
+    formats = tuple(formats)
+    out = Path(out_dir)
+    dataset = build_dataset(db, site_code, generated_by=generated_by, protocol=protocol, now=now)
+    manifest = export_all(dataset, out, formats)
+    site = get_site(db, site_code)
+    extra, review_counts = write_review_files(db, site["id"], protocol, out, demo=dataset["study"]["demo"],
+                                              now=now or utc_now())
+    manifest = _add_to_manifest(out, extra, review_counts)
+    digest = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
+    with write_tx(db):
+        write_audit(db, actor, "export.create", entity="export", entity_id=out.name, site_id=site["id"],
+                    detail={"site": site_code, "formats": list(formats), "out": str(out.resolve()),
+                            "generated_by": generated_by, "generated_at": manifest["generated_at"],
+                            "demo": dataset["study"]["demo"], "counts": manifest["counts"],
+                            "manifest_sha256": digest})
+    return manifest
+
+
+def zip_bytes(out_dir: str | Path) -> bytes:
+    """The export folder as one zip (paths relative to the folder, under its name)."""
+    out = Path(out_dir)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(out.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"{out.name}/{f.relative_to(out).as_posix()}")
+    return buf.getvalue()

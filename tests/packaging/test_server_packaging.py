@@ -63,6 +63,16 @@ def test_the_environment_file_values_parse_to_the_types_of_the_defaults():
     assert parsed["DB"].startswith("/var/lib/als-epro/") and parsed["BACKUP_DIR"]
 
 
+def test_the_environment_file_reads_the_same_in_a_posix_shell_as_in_systemd():
+    set_here = {f"ALS_EPRO_{m.group(2)}": m.group(3) for m in env_lines() if not m.group(1)}
+    proc = subprocess.run(["sh", "-c", f'set -a; . "{ENV_FILE}"; set +a; env'], capture_output=True, text=True,
+                          timeout=30, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert proc.returncode == 0, proc.stderr
+    from_shell = dict(line.split("=", 1) for line in proc.stdout.splitlines()
+                      if line.startswith("ALS_EPRO_") and "=" in line)
+    assert from_shell == set_here
+
+
 def test_nginx_limit_and_upstream_match_the_server_and_the_unit():
     conf = NGINX_CONF.read_text("utf-8")
     size = re.search(r"^\s*client_max_body_size (\d+)m;", conf, re.M)

@@ -8,6 +8,7 @@ transaction the Submit button runs: gap-free ``device_seq``, validated, all or n
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import time
@@ -15,7 +16,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
+
+import requests
+import requests.adapters
+import requests.structures
 
 from desktop.clock import utc_iso
 from desktop.store import Store
@@ -45,18 +51,20 @@ class SkewedClock:
 class Device:
     def __init__(self, root: Path, name: str, server_url: str, code: str, *,
                  clock: SkewedClock | None = None, seed: int = 0,
-                 timeout: tuple[float, float] = (5.0, 30.0)) -> None:
+                 timeout: tuple[float, float] = (5.0, 30.0),
+                 session: requests.Session | None = None) -> None:
         self.dir = Path(root) / name
-        self.name, self.clock, self.timeout = name, clock or SkewedClock(), timeout
+        self.name, self.clock, self.timeout, self.session = name, clock or SkewedClock(), timeout, session
         self.rng = random.Random(seed)
         self.store = Store(self.dir)
         self.tokens = TokenStore(self.dir, service=f"als-epro-evidence-{name}")
-        self.pairing = pair_device(self.store, self.tokens, self.clock, server_url, code, name)
+        self.pairing = pair_device(self.store, self.tokens, self.clock, server_url, code, name,
+                                   transport_factory=lambda url: HttpTransport(url, session=session))
         self.engine = self._engine()
 
     def _engine(self) -> SyncEngine:
         token = self.tokens.load(self.pairing.device_id)
-        transport = HttpTransport(self.pairing.server_url, token, timeout=self.timeout)
+        transport = HttpTransport(self.pairing.server_url, token, timeout=self.timeout, session=self.session)
         return SyncEngine(self.store, transport, self.clock, rng=self.rng.random)
 
     @property
@@ -124,6 +132,80 @@ class Device:
 
     def close(self) -> None:
         self.store.close()
+
+
+# --- an in-process server behind requests, with faults -------------------------------------------
+
+class WsgiAdapter(requests.adapters.BaseAdapter):
+    """``requests`` → a Flask app in this process (no sockets), so the real ``HttpTransport`` runs.
+
+    ``faults`` is consumed one per ``POST /sync/records``: ``"down"`` (network error before anything
+    was sent), ``"lost"`` (the server stored, the answer never came), ``"5xx"`` (a 503 from in front
+    of the server, nothing processed), ``"5xx_after"`` (processed, then a 502 from in front of it),
+    ``"dup"`` (delivered twice; the client gets the second answer), ``"garbled"`` (processed, and
+    every receipt hash in the answer altered on the way back), ``None`` (no fault).
+    """
+
+    FAULTS = (None, "down", "lost", "5xx", "5xx_after", "dup", "garbled")
+
+    def __init__(self, app) -> None:
+        super().__init__()
+        self.client = app.test_client()
+        self.faults: list[str | None] = []
+        self.delivered = 0
+        self.garbled_ids: set[str] = set()
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        parts = urlsplit(request.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        fault = None
+        if request.method == "POST" and parts.path.endswith("/sync/records") and self.faults:
+            fault = self.faults.pop(0)
+        if fault == "down":
+            raise requests.exceptions.ConnectionError("connection refused (injected)")
+        if fault == "5xx":
+            return self._response(request, 503, b"<html>Service Unavailable</html>", "text/html")
+        body = request.body.encode("utf-8") if isinstance(request.body, str) else request.body
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+
+        def deliver():
+            self.delivered += 1
+            return self.client.open(path, method=request.method, data=body, headers=headers)
+
+        answer = deliver()
+        if fault == "dup":
+            answer = deliver()
+        if fault == "lost":
+            raise requests.exceptions.ConnectionError("connection reset after the request was sent (injected)")
+        if fault == "5xx_after":
+            return self._response(request, 502, b"<html>Bad Gateway</html>", "text/html")
+        data = answer.get_data()
+        if fault == "garbled" and answer.status_code == 200:
+            doc = json.loads(data)
+            for res in doc["results"]:
+                if res.get("receipt"):
+                    res["receipt"]["sha256"] = "0" * 64
+                    self.garbled_ids.add(res["id"])
+            data = json.dumps(doc).encode("utf-8")
+        return self._response(request, answer.status_code, data, answer.content_type)
+
+    @staticmethod
+    def _response(request, status: int, data: bytes, content_type: str) -> requests.Response:
+        resp = requests.Response()
+        resp.status_code, resp._content, resp.url, resp.request = status, data, request.url, request
+        resp.headers = requests.structures.CaseInsensitiveDict({"Content-Type": content_type})
+        resp.encoding = "utf-8"
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+def wsgi_session(app, base_url: str = "http://127.0.0.1:9") -> tuple[requests.Session, WsgiAdapter]:
+    session = requests.Session()
+    adapter = WsgiAdapter(app)
+    session.mount(base_url, adapter)
+    return session, adapter
 
 
 # --- setting up the server's side quickly -----------------------------------------------------------

@@ -178,6 +178,17 @@ def _sql(path: Path, *statements: str) -> None:
         conn.close()
 
 
+def _rewrite_whole_manifest(path: Path, manifest: dict) -> None:
+    """What someone with this very tool could do after tampering: recompute every manifest field."""
+    conn = sqlite3.connect(path)
+    try:
+        facts = describe(conn)
+    finally:
+        conn.close()
+    manifest.update({k: facts[k] for k in ("schema", "tables", "records", "audit")})
+    _refresh_file_fields(path, manifest)
+
+
 def _flip_a_byte(path, manifest):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -201,17 +212,11 @@ def _delete_a_record_and_rehash_the_file(path, manifest):
 
 
 def _delete_an_audit_row_and_rewrite_the_whole_manifest(path, manifest):
-    # someone with this very tool: drop a row, restore the trigger, recompute every manifest field
+    # drop a row, put the trigger back, recompute every manifest field
     _sql(path, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE seq = 4",
          "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
          " BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END")
-    conn = sqlite3.connect(path)
-    try:
-        facts = describe(conn)
-    finally:
-        conn.close()
-    manifest.update({k: facts[k] for k in ("schema", "tables", "records", "audit")})
-    _refresh_file_fields(path, manifest)
+    _rewrite_whole_manifest(path, manifest)
 
 
 def _edit_the_manifest_head(path, manifest):
@@ -221,13 +226,7 @@ def _edit_the_manifest_head(path, manifest):
 
 def _drop_a_guard_and_rewrite_the_whole_manifest(path, manifest):
     _sql(path, "DROP TRIGGER audit_no_update")
-    conn = sqlite3.connect(path)
-    try:
-        facts = describe(conn)
-    finally:
-        conn.close()
-    manifest.update({k: facts[k] for k in ("schema", "tables", "records", "audit")})
-    _refresh_file_fields(path, manifest)
+    _rewrite_whole_manifest(path, manifest)
 
 
 def _remove_the_manifest(path, manifest):

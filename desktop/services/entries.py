@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 
 from shared.errors import FieldError
 from shared.instruments import load_instrument
-from shared.messages import t
+from desktop.services.i18n import tr as t
 from shared.schemas import record_errors
 from shared.vocab import ALSFRS_ITEM_KEYS_5A, ALSFRS_ITEM_KEYS_5B, NASAL_SYMPTOMS, NOSTRILS
 

@@ -13,7 +13,8 @@ from shared.vocab import NASAL_SYMPTOMS
 
 
 def safety_findings(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """What the person reported that calls for the notice, as (message key, params) in plain words."""
+    """What the person reported that calls for the notice: (message key, params); ``symptom`` is a
+    symptom code the screen words from the instrument file."""
     payload = record.get("payload") or {}
     out: list[tuple[str, dict[str, Any]]] = []
     if record.get("type") == "nasal_symptoms":
@@ -23,7 +24,7 @@ def safety_findings(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]
             if grade is None:
                 continue
             if grade >= 3:
-                out.append(("safety.finding.severe", {"symptom": f"symptom.{name}"}))
+                out.append(("safety.finding.severe", {"symptom": name}))
             elif name == "allergic_signs" and grade >= 1:
                 out.append(("safety.finding.allergic", {}))
             elif name == "cough_choking_dosing" and grade >= 2:

@@ -50,7 +50,7 @@ def m001_initial(db: Database) -> None:
         "id": int, "started_at": str, "finished_at": str, "outcome": str, "sent": int,
         "received": int, "attention": int, "pulled": int, "message": str,
     }, pk="id")
-    db["reminders"].create({"name": str, "last_shown": str, "last_key": str}, pk="name")
+    db["reminders"].create({"key": str, "name": str, "last_shown": str}, pk="key")
     db["changes"].create({
         "id": int, "device_id": str, "kind": str, "record_id": str, "body": str, "applied_at": str,
     }, pk="id")

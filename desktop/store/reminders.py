@@ -1,4 +1,5 @@
-"""When each reminder was last shown, so a reminder missed while closed is shown once at start."""
+"""When each reminder was shown (one row per reminder occurrence, e.g. ``dose:2@2026-03-13``), so a
+reminder missed while the program was closed is shown once at start and never twice."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ from desktop.store.db import Part
 
 
 class ReminderState(Part):
-    def last(self, name: str) -> tuple[str | None, str | None]:
-        rows = self.rows("SELECT last_shown, last_key FROM reminders WHERE name = ?", [name])
-        return (rows[0]["last_shown"], rows[0]["last_key"]) if rows else (None, None)
+    def shown_at(self, key: str) -> str | None:
+        rows = self.rows("SELECT last_shown FROM reminders WHERE key = ?", [key])
+        return rows[0]["last_shown"] if rows else None
 
-    def mark(self, name: str, shown_at: str, key: str) -> None:
+    def mark(self, key: str, name: str, shown_at: str) -> None:
         with self.tx() as db:
-            db.execute("INSERT INTO reminders (name, last_shown, last_key) VALUES (?, ?, ?) "
-                       "ON CONFLICT(name) DO UPDATE SET last_shown = excluded.last_shown, "
-                       "last_key = excluded.last_key", [name, shown_at, key])
+            db.execute("INSERT INTO reminders (key, name, last_shown) VALUES (?, ?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET last_shown = excluded.last_shown", [key, name, shown_at])

@@ -17,7 +17,9 @@ def start_jobs(config: Mapping[str, Any]):
     scheduler.add_job(run_all, "interval", minutes=float(config["JOBS_INTERVAL_MINUTES"]),
                       args=[config["DB"], config["PROTOCOL"]], id="als-epro-tasks",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
-    scheduler.add_job("server.tasks.backup:scheduled_backup", "interval", hours=1, args=[dict(config)],
-                      id="als-epro-backup", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    if config.get("BACKUP_DIR"):  # the daily backup with retention (server.tasks.backup)
+        scheduler.add_job("server.tasks.backup:scheduled_backup", "interval", hours=1, args=[dict(config)],
+                          id="als-epro-backup", max_instances=1, coalesce=True,
+                          next_run_time=datetime.now(timezone.utc))
     scheduler.start()
     return scheduler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import current_app, request
@@ -16,11 +17,33 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: a ``\\uD800``..``\\uDFFF`` escape: JSON's grammar allows it, but alone it is not a character
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def json_object() -> dict[str, Any]:
-    """The body as a JSON object, or 400 ``request.malformed_json`` / ``validation.invalid``."""
+    """The body as a JSON object, or 400 ``request.malformed_json`` / ``validation.invalid``.
+
+    A string holding an unpaired surrogate (``"\\ud800"``) is malformed too: it is not Unicode text,
+    cannot be stored or hashed as UTF-8 (contract §1), and used to end in a 500.
+    """
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        text = raw.decode("utf-8")
+        body = json.loads(text, parse_constant=_no_constants)
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(body):
+            raise ValueError("unpaired surrogate")
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise EproError("request.malformed_json", 400) from None
     if not isinstance(body, dict):

@@ -279,6 +279,12 @@ def _fsync_dir(path: Path) -> None:
         _fsync(path)
 
 
+def _owner_only(path: Path) -> None:
+    """Backups hold clinical data and password hashes: readable by their owner only (POSIX)."""
+    if os.name == "posix":
+        os.chmod(path, 0o600)
+
+
 def _remove_db_files(path: Path) -> None:
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         p.unlink(missing_ok=True)
@@ -292,6 +298,7 @@ def _holds_data(path: Path) -> bool:
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    _owner_only(tmp)
     _fsync(tmp)
     os.replace(tmp, path)
 
@@ -341,6 +348,7 @@ def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
     source = open_db(db_path, busy_timeout_ms=busy_timeout_ms)
     try:
         copy = sqlite3.connect(str(partial))
+        _owner_only(partial)
         try:
             source.conn.backup(copy)          # one step: one read transaction, a consistent snapshot
             copy.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
@@ -408,6 +416,7 @@ def restore(backup_path: str | Path, target: str | Path, *, force: bool = False,
     try:
         src = sqlite3.connect(f"file:{backup_path}?mode=ro", uri=True)
         dst = sqlite3.connect(str(work))
+        _owner_only(work)
         try:
             src.backup(dst)
         finally:

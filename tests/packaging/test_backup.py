@@ -4,6 +4,7 @@ into an empty folder compared table by table, tampered backups refused, retentio
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -151,6 +152,15 @@ def test_a_dry_run_verifies_without_writing(tmp_path, live_db):
     out = restore(made.path, target, dry_run=True)
     assert out["verified"] and out["records"] == made.manifest["records"]["count"] > 0
     assert sorted(p.name for p in target.parent.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_backups_and_restored_databases_are_readable_by_their_owner_only(tmp_path, live_db):
+    made = backup(live_db, tmp_path / "b.sqlite")
+    target = tmp_path / "r" / "server.sqlite"
+    restore(made.path, target)
+    for path in (made.path, made.manifest_path, target):
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
 
 
 def test_backup_never_overwrites(tmp_path, live_db):

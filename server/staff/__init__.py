@@ -23,6 +23,8 @@ Every view carries a route marker (``tests/server/test_auth_matrix.py`` walks ``
         notify("staff.review.flag_acknowledged", subject=subject)   # shown on the next page
         return redirect(url_for("staff.participant", subject=subject), 303)
 
+Use plain ``<name>`` route values, not ``<int:name>``: the matrix test calls each route with the
+placeholder's name as its value and expects 401/403, not a routing 404; parse inside the view.
 Browsers get HTML error pages (401 redirects to the sign-in page and back); scripts and the test
 client get the contract's JSON error body. ``signed_in_required`` marks account pages open to
 every role (auth kind ``signed_in``).
@@ -148,9 +150,12 @@ def init_app(app) -> None:
     app.add_template_filter(lambda v, tz=None: fmt.fmt_local(v, lang(), tz or web.site_tz()), "local")
     app.add_template_filter(lambda v, tz=None: fmt.fmt_local(v, lang(), tz or web.site_tz(), zone=False),
                             "local_nozone")
+    app.add_template_filter(lambda v, tz=None: fmt.fmt_local(v, lang(), tz or web.site_tz(), zone=False,
+                                                             weekday=False, year=False), "local_short")
     app.add_template_filter(fmt.fmt_utc, "utc")
     app.add_template_filter(lambda v: fmt.fmt_relative(v, _now(), lang()), "rel")
     app.add_template_filter(lambda d, weekday=True: fmt.fmt_date(d, lang(), weekday=weekday), "date")
+    app.add_template_filter(lambda d: fmt.fmt_date(d, lang(), weekday=False, year=False), "date_short")
     app.add_template_filter(lambda n: fmt.study_day_label(n, lang()), "study_day")
     app.add_template_filter(fmt.check_code, "check_code")
     app.add_template_global(web.label_text, "label_text")

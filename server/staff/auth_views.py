@@ -101,10 +101,11 @@ def my_sessions():
     return web.render("staff/sessions.html", sessions=rows, current_id=current["id"] if current else None)
 
 
-@bp.post("/account/sessions/<int:session_id>/end")
+@bp.post("/account/sessions/<session_id>/end")
 @web.signed_in_required
-def end_my_session(session_id: int):
+def end_my_session(session_id: str):
     staff = web.signed_in()
+    session_id = int(session_id) if session_id.isdigit() else -1
     owned = {r["id"] for r in live_sessions(web.get_db(), staff["id"],
                                             idle_minutes=float(current_app.config["STAFF_IDLE_MINUTES"]))}
     if session_id not in owned:

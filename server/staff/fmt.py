@@ -50,13 +50,14 @@ def fmt_date(d: date | None, lang: str, *, weekday: bool = True, year: bool = Tr
     return f"{WEEKDAYS_EN[d.weekday()]} {text}" if weekday else text
 
 
-def fmt_local(value: Any, lang: str, tz: str, *, zone: bool = True, weekday: bool = True) -> str:
+def fmt_local(value: Any, lang: str, tz: str, *, zone: bool = True, weekday: bool = True,
+              year: bool = True) -> str:
     """A stored or received time in ``tz``: ``Wed 25 Nov 2026 09:12 (UTC+8)``."""
     moment = to_datetime(value)
     if moment is None:
         return "—"
     local = moment.astimezone(ZoneInfo(tz))
-    text = f"{fmt_date(local.date(), lang, weekday=weekday)} {local:%H:%M}"
+    text = f"{fmt_date(local.date(), lang, weekday=weekday, year=year)} {local:%H:%M}"
     return f"{text} ({offset_label(tz, moment)})" if zone else text
 
 

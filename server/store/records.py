@@ -37,6 +37,7 @@ from shared.messages import t
 from shared.protocol import Protocol
 from shared.schedule import Entry, Timeline, timing_labels_many
 from shared.schemas import record_errors
+from shared.schemas.fields import SAFE_INT
 
 
 def _canonical(value: Any) -> str:
@@ -81,7 +82,7 @@ class _Batch:
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
         record_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
         seq = body.get("device_seq") if isinstance(body, dict) else None
-        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1 else None
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= SAFE_INT else None
         if seq is not None:
             self.seqs.append(seq)
         self.db.execute(
@@ -90,7 +91,7 @@ class _Batch:
             " ON CONFLICT DO NOTHING",
             [record_id, self.device["id"], self.device["participant_id"], self.channel, reason, seq,
              self.received_at, _canonical(body), _canonical(errors), sha])
-        row = query_one(self.db, "SELECT id FROM quarantine WHERE device_id = ? AND sha256 = ?",
+        row = query_one(self.db, "SELECT id FROM quarantine WHERE device_id IS ? AND sha256 = ?",
                         [self.device["id"], sha])
         return row["id"]
 
@@ -184,7 +185,9 @@ class _Batch:
         timing = timing_labels_many(self.protocol, timeline, new_entries, others)
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
-        who = originator(self.device, self.device["subject"])
+        # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
+        staff_id = self.device.get("staff_id") if self.channel == "staff" else None
+        who = f"staff:{staff_id}" if staff_id is not None else originator(self.device, self.device["subject"])
         for index, record in self.candidates:
             drift_flag = self.drifted(record, threshold)
             labels = list(dict.fromkeys([*record.labels, *timing[record["id"]],
@@ -193,14 +196,15 @@ class _Batch:
                 "INSERT INTO records (id, type, participant_id, device_id, originator, channel,"
                 " respondent, schema_version, instrument_version, event_time, entered_at, device_seq,"
                 " received_at, server_seq, sha256, envelope, clock_offset_s, client_time, drift_s,"
-                " drift_flag, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " drift_flag, labels, staff_id, staff_entered)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO NOTHING",
                 [record["id"], record["type"], self.participant["id"], self.device["id"], who,
                  self.channel, record["respondent"], record["schema_version"],
                  record["instrument_version"], record["event_time"], record["entered_at"],
                  record["device_seq"], self.received_at, next_seq, record.sha256, _canonical(dict(record)),
                  record.get("clock_offset_s"), iso(self.client_time) if self.client_time else None,
-                 self.drift_s, int(drift_flag), _canonical(labels)])
+                 self.drift_s, int(drift_flag), _canonical(labels), staff_id, int(staff_id is not None)])
             if cur.rowcount != 1:
                 # another writer stored this id first; its first version decides (re-read)
                 results[index] = self.stored_outcome(record["id"], record.sha256)
@@ -208,7 +212,8 @@ class _Batch:
             self.db.execute(
                 "INSERT INTO record_versions (record_id, version, payload, created_at, created_by,"
                 " requested_by, reason, changes) VALUES (?, 1, ?, ?, ?, NULL, NULL, '[]')",
-                [record["id"], _canonical(record["payload"]), self.received_at, f"device:{self.device['id']}"])
+                [record["id"], _canonical(record["payload"]), self.received_at,
+                 who if staff_id is not None else f"device:{self.device['id']}"])
             write_audit(self.db, self.actor, "record.accept", entity="record", entity_id=record["id"],
                         site_id=self.device["site_id"],
                         detail={"type": record["type"], "device_id": self.device["id"], "originator": who,
@@ -238,7 +243,7 @@ class _Batch:
 
     def record_seqs(self) -> None:
         """Note ``device_seq`` gaps (SY-07) and the highest seq seen from this device."""
-        if not self.seqs:
+        if not self.seqs or self.device["id"] is None:
             return
         last = query_one(self.db, "SELECT last_device_seq FROM devices WHERE id = ?",
                          [self.device["id"]])["last_device_seq"]
@@ -260,7 +265,9 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     """Decide and store a batch in one transaction; one result per envelope, in order.
 
     ``device`` is a row from :func:`server.store.devices.authenticate_device` or ``get_device``
-    (``id``, ``participant_id``, ``subject``, ``site_id``, ``role``, ``caregiver_id``).
+    (``id``, ``participant_id``, ``subject``, ``site_id``, ``role``, ``caregiver_id``). For staff entry
+    (``channel="staff"``, e.g. a dose given at the site) it is a stand-in with ``id`` None and
+    ``staff_id``: the record's originator is ``staff:<id>`` and it is marked ``staff_entered``.
     Results: ``{"id", "status", "receipt"?, "errors"?, "labels"?}`` (contract §2).
     """
     now = now or utc_now()

@@ -328,8 +328,13 @@ def cmd_serve(args) -> tuple[dict, str] | None:
     from server.jobs import start_jobs
 
     app = create_app({"DB": args.db})
+    proxy = {}
+    if app.config.get("TRUSTED_PROXY"):
+        # behind nginx every client would look like 127.0.0.1: rate limits and audit rows need the real address
+        proxy = {"trusted_proxy": app.config["TRUSTED_PROXY"], "trusted_proxy_count": 1,
+                 "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}}
     server = create_server(app, host=args.host, port=args.port, threads=args.threads,
-                           clear_untrusted_proxy_headers=True)
+                           clear_untrusted_proxy_headers=True, **proxy)
     port = server.effective_port
     print(f"serving on http://{args.host}:{port}", flush=True)
 

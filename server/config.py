@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_INTERVAL_MINUTES": 15,
     "BACKUP_DIR": None,  # folder for the daily scheduled backup (server.tasks.backup); None: off
     "BACKUP_KEEP": 14,  # daily backups kept in BACKUP_DIR
+    # address of a reverse proxy (nginx) whose X-Forwarded-For/-Proto/-Host are trusted; None: trust none
+    "TRUSTED_PROXY": None,
 }
 
 

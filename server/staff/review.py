@@ -57,7 +57,8 @@ def _errors(err: EproError, fields: dict[str, str] | None = None) -> dict[str, l
     lang, fields = web.lang(), fields or {}
     out: dict[str, list[str]] = {}
     for e in err.errors:
-        text = next((t(k, lang) for k in (f"review.rule.{e.rule}", f"rule.{e.rule}") if has(k)), e.message)
+        keys = (f"review.rule.{e.field}.{e.rule}", f"review.rule.{e.rule}", f"rule.{e.rule}")
+        text = next((t(k, lang) for k in keys if has(k)), e.message)
         out.setdefault(fields.get(e.field, e.field), []).append(text)
     if not err.errors or not out:
         out["_form"] = [err.message(lang)]
@@ -167,11 +168,13 @@ def _record_and_participant(record_id: str, permission: str) -> tuple[dict[str, 
 
 
 def _field_label(path: str) -> str:
+    """Words for a payload path (``items.7``, ``symptoms.epistaxis``, ``nostrils.left.given``…)."""
     from server.staff.detail import item_names, symptom_names
+    path = path.removeprefix("payload.")
     head, _sep, tail = path.partition(".")
     lang = web.lang()
     if head == "items" and tail:
-        return f"{t('review.correct.item', lang, n=tail)} — {item_names(lang).get(tail.rstrip('ab') if tail.startswith('5') else tail, '')}"
+        return f"{t('review.correct.item', lang, n=tail)} — {item_names(lang).get(tail, '')}"
     if head == "symptoms" and tail:
         return symptom_names(lang).get(tail, tail)
     key = f"review.field.{path}"
@@ -288,9 +291,14 @@ def signoff_detail(signoff_id: int):
     s = get_signoff(db, signoff_id)
     p = participant_by_id(db, s["participant_id"])
     enforce("view", p["site_id"])
-    from server.store.records import get_record
-    types = {c["record_id"]: (get_record(db, c["record_id"]) or {}).get("type") for c in s["covered"]}
-    return web.render("staff/review/signoff_detail.html", p=p, s=s, types=types, names=_names(),
+    from server.store.reviews import current_records, timeline_of
+    records = current_records(db, p["id"])
+    timeline = timeline_of(p, records)
+    meta = {r["id"]: {"type": r["type"], "date": timeline.local_date(parse_iso(r["event_time"]))} for r in records}
+    changed = {c["record_id"] for c in s["status"]["changed"]}
+    covered = sorted(s["covered"], key=lambda c: (c["record_id"] not in changed,
+                                                  str(meta.get(c["record_id"], {}).get("date", "")), c["record_id"]))
+    return web.render("staff/review/signoff_detail.html", p=p, s=s, covered=covered, meta=meta, names=_names(),
                       signer=_names()(f"staff:{s['staff_id']}")["text"])
 
 
@@ -505,6 +513,19 @@ def export_file(name: str, path: str):
                     headers={"Content-Disposition": f'attachment; filename="{target.name}"'})
 
 
+def _detail_pairs(detail: Any, limit: int = 400) -> list[tuple[str, str]]:
+    """An audit row's detail as readable ``(key, value)`` pairs (AT-08), long values shortened."""
+    if not isinstance(detail, dict):
+        return [("", str(detail)[:limit])]
+    out = []
+    for key, value in detail.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        out.append((str(key), text if len(text) <= limit else text[:limit] + "…"))
+    return out
+
+
 def init_app(app) -> None:
     app.add_template_global(review_info, "review_info")
     app.add_template_global(_describe, "review_describe")
+    app.add_template_global(_field_label, "review_field_label")
+    app.add_template_global(_detail_pairs, "review_detail_pairs")

@@ -270,7 +270,9 @@ def invalidate_for_record(db: Database, record_id: str, new_version: int, *, act
                          " WHERE s.participant_id = ? AND json_extract(c.value, '$.record_id') = ?",
                      [rec["participant_id"], record_id]):
         signed = next(c["version"] for c in json.loads(row["covered"]) if c["record_id"] == record_id)
-        if signed == new_version:
+        already = query_one(db, "SELECT id FROM signoff_invalidations WHERE signoff_id = ? AND record_id = ?",
+                            [row["id"], record_id])
+        if signed == new_version or already:  # invalidated once is enough; later versions change nothing
             continue
         cur = db.execute("INSERT INTO signoff_invalidations (signoff_id, record_id, signed_version, new_version,"
                          " invalidated_at, actor) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",

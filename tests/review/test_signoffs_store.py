@@ -104,9 +104,15 @@ def test_a_later_correction_of_a_covered_record_invalidates_the_signature(db, de
     assert [i["record_id"] for i in status["invalidations"]] == [envs[1]["id"]]
     inv = audit_rows(db, action="signoff.invalidate")
     assert len(inv) == 1 and inv[0]["entity_id"] == str(s["id"]) and inv[0]["detail"]["new_version"] == 2
-    # a new signature over the same period covers version 2 and is valid; the old one stays invalidated
+    # a further correction does not invalidate the same signature again
+    request_correction(db, envs[1]["id"], {"symptoms.headache": 1}, reason="it was mild after all",
+                       requested_by="caregiver, by phone", actor=coord, protocol=PROTOCOL,
+                       now=SIGN_AT + timedelta(hours=2, minutes=30))
+    assert len(audit_rows(db, action="signoff.invalidate")) == 1
+    assert get_signoff(db, s["id"])["status"]["changed"][0]["current_version"] == 3
+    # a new signature over the same period covers version 3 and is valid; the old one stays invalidated
     again = _sign(db, now=SIGN_AT + timedelta(hours=3))
-    assert {c["record_id"]: c["version"] for c in again["covered"]}[envs[1]["id"]] == 2
+    assert {c["record_id"]: c["version"] for c in again["covered"]}[envs[1]["id"]] == 3
     states = [x["status"]["state"] for x in signoffs_for_participant(db, get_participant(db, "S-001")["id"])]
     assert states == ["valid", "invalidated"]
 

@@ -1,0 +1,199 @@
+"""Screenshot the review pages in English and Simplified Chinese from a real server holding the demo
+database: ``python -m tests.tools.review_screenshots --out screenshots/review``.
+
+The pages are reached the way a reviewer reaches them (sign in, open a flagged participant, acknowledge,
+correct, sign off, export), so each screenshot shows real state. :class:`ReviewDemoServer` is also the
+server of the review browser test (``tests/staff/test_review_browser.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tests.support.live_server import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+PASSWORD = "demo review password"
+LANGS = ("en", "zh-CN")
+FLAGGED = "001-002"   # the demo participant with a nosebleed that needed help and a missed dose
+
+
+class ReviewDemoServer(LiveServer):
+    """A LiveServer whose database is the demo database (:func:`server.demo.build_demo`)."""
+
+    def prepare(self) -> None:
+        from server.demo import build_demo
+
+        self.demo = build_demo(self.db_path, password=PASSWORD)
+        self._prepared = True
+
+    def email(self, role: str) -> str:
+        return next(s["email"] for s in self.demo.staff if s["role"] == role)
+
+
+def launch(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def login(page, url: str, email: str, password: str = PASSWORD) -> None:
+    page.goto(url + "/staff/login")
+    page.fill("#f-email", email)
+    page.fill("#f-password", password)
+    page.click("button[type=submit].primary")
+    page.wait_for_load_state("load")
+
+
+def set_lang(page, lang: str) -> None:
+    if page.get_attribute("html", "lang") != lang:
+        page.click("header form[action$='/language'] button")
+        page.wait_for_load_state("load")
+
+
+def flag_article(page, rule: str):
+    """The participant page's flag box of the first flag of ``rule``."""
+    return page.locator("article.flag", has=page.locator(f"input[name=flag_key][value^='{rule}:']")).first
+
+
+def acknowledge(page, rule: str, outcome: str, note: str, ae_number: str = "") -> None:
+    box = flag_article(page, rule)
+    box.locator(f"input[name=outcome][value={outcome}]").check()
+    if ae_number:
+        box.locator("input[name=ae_number]").fill(ae_number)
+    box.locator("textarea[name=note]").fill(note)
+    box.locator("button[type=submit]").click()
+    page.wait_for_load_state("load")
+
+
+def correct(page, url: str, record_id: str, field: str, value: str, reason: str, requested_by: str) -> None:
+    page.goto(f"{url}/staff/records/{record_id}/correct")
+    page.select_option("#f-field_1", field)
+    page.fill("#f-value_1", value)
+    page.fill("#f-reason", reason)
+    page.fill("#f-requested_by", requested_by)
+    page.click("form[action$='/correct'] button[type=submit]")
+    page.wait_for_load_state("load")
+
+
+def sign(page, url: str, subject: str, name: str, password: str = PASSWORD) -> None:
+    page.goto(f"{url}/staff/participants/{subject}/signoff")
+    if page.locator("#f-printed_name").count():
+        page.fill("#f-printed_name", name)
+    page.fill("#f-password", password)
+    page.click("form[action$='/signoff'][method=post] button[type=submit]")
+    page.wait_for_load_state("load")
+
+
+def export(page, url: str, formats: tuple[str, ...]) -> None:
+    page.goto(url + "/staff/exports")
+    for box in page.locator("input[name=formats]").all():
+        box.set_checked(box.get_attribute("value") in formats)
+    page.click("form[action$='/exports'] button[type=submit]")
+    page.wait_for_load_state("load")
+
+
+def shoot(out: Path, srv: ReviewDemoServer, only: str = "") -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    url = srv.url
+    out.mkdir(parents=True, exist_ok=True)
+    taken: list[Path] = []
+    with sync_playwright() as pw:
+        browser = launch(pw)
+
+        def snap(page, lang: str, name: str, at: str | None = None) -> None:
+            """Save the whole page, or (``at``: a selector) the window scrolled to that element."""
+            if only and not name.startswith(only):
+                return
+            path = out / f"{lang}-{name}.png"
+            if at:
+                page.locator(at).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+                page.screenshot(path=str(path))
+            else:
+                page.screenshot(path=str(path), full_page=True)
+            taken.append(path)
+
+        for lang in LANGS:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang)
+            page = ctx.new_page()
+            login(page, url, srv.email("coordinator"))
+            set_lang(page, lang)
+            page.goto(f"{url}/staff/participants/{FLAGGED}")
+            snap(page, lang, "r01-participant-flags", at="#flags")
+            rid = flag_article(page, "epistaxis").locator("a[href^='/staff/records/']").last.get_attribute("href")
+            rid = rid.rsplit("/", 1)[-1]
+            page.goto(f"{url}/staff/participants/{FLAGGED}/flags/epistaxis:{rid}/acknowledge")
+            page.check("form.ack-form input[name=outcome][value=ae_recorded]")
+            page.click("form.ack-form button[type=submit]")  # no adverse event number: the server says so
+            snap(page, lang, "r02-acknowledge-errors")
+            page.goto(f"{url}/staff/participants/{FLAGGED}")
+            acknowledge(page, "epistaxis", "ae_recorded", "Seen at the clinic; pressure stopped it." if lang == "en"
+                        else "门诊已处理，压迫止血。", ae_number=f"AE-00{LANGS.index(lang) + 1}")
+            snap(page, lang, "r03-participant-acknowledged", at="#flags")
+            page.goto(f"{url}/staff/records/{rid}/correct")
+            snap(page, lang, "r04-correct-form")
+            correct(page, url, rid, "symptoms.headache", "1", "Caregiver added a mild headache by phone.",
+                    "caregiver, by phone")
+            snap(page, lang, "r05-record-corrected")
+            ctx.close()
+
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang)
+            page = ctx.new_page()
+            login(page, url, srv.email("investigator"))
+            set_lang(page, lang)
+            page.goto(f"{url}/staff/participants/{FLAGGED}/signoff")
+            snap(page, lang, "r06-signoff-form")
+            page.fill("#f-password", "not the password")
+            if page.locator("#f-printed_name").count():
+                page.fill("#f-printed_name", "Dr. Demo Investigator")
+            page.click("form[action$='/signoff'][method=post] button[type=submit]")
+            snap(page, lang, "r07-signoff-wrong-password")
+            sign(page, url, FLAGGED, "Dr. Demo Investigator")
+            snap(page, lang, "r08-signoff-detail")
+            detail = page.url
+            correct(page, url, rid, "symptoms.headache", "2", "Participant: the headache was moderate.",
+                    "participant, at visit")
+            page.goto(detail)
+            snap(page, lang, "r09-signoff-invalidated")
+            page.goto(f"{url}/staff/participants/{FLAGGED}")
+            snap(page, lang, "r10-participant-signoffs", at="#signoffs")
+            page.goto(url + "/staff/review/reports")
+            snap(page, lang, "r11-reports")
+            page.goto(f"{url}/staff/audit?subject={FLAGGED}")
+            snap(page, lang, "r12-audit-trail", at="main")
+            export(page, url, ("odm",))
+            page.locator("details.plain summary").first.click()
+            snap(page, lang, "r13-exports")
+            ctx.close()
+
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang)
+            page = ctx.new_page()
+            login(page, url, srv.email("monitor"))
+            set_lang(page, lang)
+            page.goto(f"{url}/staff/participants/{FLAGGED}")
+            snap(page, lang, "r14-monitor-participant", at="#flags")
+            page.goto(url + "/staff/audit")
+            snap(page, lang, "r15-monitor-audit-trail", at="#audit-filters")
+            ctx.close()
+        browser.close()
+    return taken
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="screenshots/review")
+    p.add_argument("--only", default="", help="only pages whose name starts with this")
+    args = p.parse_args(argv)
+    with ReviewDemoServer(staff_email="unused@demo.example") as srv:
+        taken = shoot(Path(args.out), srv, args.only)
+    for path in taken:
+        print(path)
+    print(f"{len(taken)} screenshots in {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,9 @@
-"""Apply what ``GET /sync/changes`` returns: protocol and schedule updates, staff decisions.
+"""Apply what ``GET /sync/changes`` returns (``{"seq", "kind", "at", "data"}`` items, server order):
+``protocol`` (the participant-safe projection), ``timeline`` (first dose date, zone, dose 1 given,
+status), and staff decisions on this device's records (``correction``, ``flag_acknowledged``).
 
-Every change is kept as received (table ``changes``); the ones the client understands also update
-its settings. A change the client does not understand is kept, never an error.
+Every change is kept as received (table ``changes``); a kind the client does not know is kept too,
+never an error.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from desktop.store import Store
+
+TIMELINE_KEYS = ("first_dose_date", "tz", "dose1_administered_at", "study_day1", "status", "withdrawn_at")
 
 
 def _kind(change: dict[str, Any]) -> str:
@@ -18,12 +22,13 @@ def _kind(change: dict[str, Any]) -> str:
 def apply_change(store: Store, device_id: str, change: dict[str, Any], now: str) -> None:
     kind = _kind(change)
     data = change.get("data") if isinstance(change.get("data"), dict) else change
-    record_id = change.get("record_id") or data.get("record_id") or data.get("id") if kind != "protocol" else None
-    if kind == "protocol" and isinstance(data.get("protocol"), dict):
-        store.settings.set_protocol(data["protocol"])
-    elif kind in ("schedule", "participant", "timeline"):
-        timeline = {k: data.get(k) for k in ("first_dose_date", "tz", "timezone", "dose1_administered_at",
-                                               "status") if data.get(k) is not None}
-        if timeline:
-            store.settings.set("timeline", {**(store.settings.get("timeline") or {}), **timeline})
+    if kind == "protocol":
+        projection = data.get("protocol") if isinstance(data.get("protocol"), dict) else data
+        if isinstance(projection.get("dosing"), dict):
+            store.settings.set_protocol(projection)
+    elif kind in ("timeline", "schedule"):
+        timeline = {k: data.get(k) for k in TIMELINE_KEYS if k in data}
+        if timeline.get("first_dose_date"):
+            store.settings.set("timeline", timeline)
+    record_id = data.get("record_id") if kind not in ("protocol", "timeline") else None
     store.changes.add(device_id, kind, record_id if isinstance(record_id, str) else None, change, now)

@@ -50,7 +50,13 @@ def pair_device(store: Store, tokens: TokenStore, clock: Clock, server_url: str,
     """
     url = check_server_url(server_url)
     before = clock.now()
-    body = transport_factory(url).pair(normalize_code(code), device_name.strip())
+    transport = transport_factory(url)
+    try:
+        body = transport.pair(normalize_code(code), device_name.strip())
+    finally:
+        close = getattr(transport, "close", None)
+        if close is not None:
+            close()
     after = clock.now()
     try:
         pairing = Pairing(server_url=url, device_id=str(body["device_id"]),
@@ -97,10 +103,11 @@ def unpair(store: Store, tokens: TokenStore) -> None:
     store.settings.clear_pairing()
 
 
-def export_unsent(store: Store, path: Path | str) -> int:
+def export_unsent(store: Store, path: Path | str, exported_at: str | None = None) -> int:
     """Write every waiting entry to ``path`` for ``als-epro-server import FILE``; returns the count.
 
-    Format: ``{"format": "als-epro-unsent/1", "device_id", "participant", "records": [envelopes]}``.
+    Format: ``{"format": "als-epro-unsent/1", "device_id", "participant", "records": [envelopes]}``
+    plus ``exported_at`` when given.
     The entries stay in the outbox: the export copies, it never removes.
     """
     pairing = store.settings.pairing()
@@ -109,6 +116,8 @@ def export_unsent(store: Store, path: Path | str) -> int:
     waiting = store.outbox.waiting(pairing.device_id)
     doc = {"format": EXPORT_FORMAT, "device_id": pairing.device_id, "participant": pairing.participant,
            "records": [e.envelope for e in waiting]}
+    if exported_at:
+        doc["exported_at"] = exported_at
     target = Path(path)
     tmp = secure_file(target.with_name(target.name + ".part"))
     with open(tmp, "w", encoding="utf-8") as fh:

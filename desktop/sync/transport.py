@@ -149,6 +149,9 @@ class HttpTransport:
             raise AuthError(message, 401, code or "auth.token_invalid", payload)
         raise RequestError(message, resp.status_code, code, payload)
 
+    def close(self) -> None:
+        self.session.close()
+
     def pair(self, code: str, device_name: str) -> dict[str, Any]:
         return self._request("POST", "/devices/pair", {"code": code, "device_name": device_name})
 

@@ -160,12 +160,12 @@ def test_clock_offset_is_learned_from_server_time(engine, entries, paired, serve
 
 def test_changes_update_protocol_and_timeline_and_keep_the_cursor(engine, paired, server):
     proto = dict(paired.settings.pairing().protocol, show_scores_to_participant=True)
-    server.change_log = [{"kind": "protocol", "protocol": proto},
-                         {"kind": "schedule", "first_dose_date": "2026-03-12", "tz": "Asia/Shanghai"},
-                         {"kind": "decision", "record_id": "abc", "status": "acknowledged"}]
+    server.change_log = [{"kind": "protocol", "data": proto},
+                         {"kind": "timeline", "data": {"first_dose_date": "2026-03-12", "tz": "Asia/Shanghai"}},
+                         {"kind": "flag_acknowledged", "data": {"record_id": "abc", "rule": "r"}}]
     assert engine.run().pulled == 3
     assert paired.settings.pairing().protocol["show_scores_to_participant"] is True
     assert paired.settings.get("timeline")["first_dose_date"] == "2026-03-12"
     assert paired.settings.get("cursor") == 3
-    assert paired.changes.for_record("abc")[0]["body"]["status"] == "acknowledged"
+    assert paired.changes.for_record("abc")[0]["body"]["data"]["rule"] == "r"
     assert engine.run().pulled == 0

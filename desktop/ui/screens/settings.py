@@ -9,6 +9,7 @@ from pathlib import Path
 from shared.instruments import FOLDERS, load_instrument
 
 from desktop import __version__
+from desktop.clock import local_iso
 from desktop.services.reminders import DEFAULT_TIMES
 from desktop.sync.pairing import StillWaiting, export_unsent, unpair
 from desktop.ui.context import TEXT_SCALES
@@ -166,5 +167,5 @@ class SettingsScreen(Screen):
         path = self.ask_export_path()
         if not path:
             return
-        n = export_unsent(self.ctx.store, path)
+        n = export_unsent(self.ctx.store, path, exported_at=local_iso(self.ctx.clock.now()))
         self.nav.add_banner("green", "export.done", {"n": n, "path": path}, key="export")

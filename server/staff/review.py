@@ -221,7 +221,8 @@ def correct_submit(record_id: str):
         if err.status not in (400, 409):
             raise
         return correct_form(record_id, form, _errors(err, {"updates": "field_1"}))
-    web.notify("review.correct.done", version=out["version"], n=len(out["invalidated_signoffs"]))
+    n = len(out["invalidated_signoffs"])
+    web.notify("review.correct.done_invalidated" if n else "review.correct.done", version=out["version"], n=n)
     return redirect(url_for("staff.record", record_id=record_id), 303)
 
 
@@ -513,6 +514,17 @@ def export_file(name: str, path: str):
                     headers={"Content-Disposition": f'attachment; filename="{target.name}"'})
 
 
+def _value_text(value: Any) -> str:
+    """A payload value for reading: yes/no, "–" for no value, lists joined."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, bool):
+        return _("review.yes" if value else "review.no")
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "–"
+    return str(value)
+
+
 def _detail_pairs(detail: Any, limit: int = 400) -> list[tuple[str, str]]:
     """An audit row's detail as readable ``(key, value)`` pairs (AT-08), long values shortened."""
     if not isinstance(detail, dict):
@@ -529,3 +541,4 @@ def init_app(app) -> None:
     app.add_template_global(_describe, "review_describe")
     app.add_template_global(_field_label, "review_field_label")
     app.add_template_global(_detail_pairs, "review_detail_pairs")
+    app.add_template_global(_value_text, "review_value")

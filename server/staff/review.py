@@ -283,13 +283,15 @@ def signoff_submit(subject: str):
     return redirect(url_for("staff.signoff_detail", signoff_id=s["id"]), 303)
 
 
-@bp.get("/signoffs/<int:signoff_id>")
+@bp.get("/signoffs/<signoff_id>")
 @staff_required("view")
-def signoff_detail(signoff_id: int):
+def signoff_detail(signoff_id: str):
     from server.store.signoffs import get_signoff
 
+    if not signoff_id.isdigit():
+        raise EproError("signoff.not_found", 404)
     db = web.get_db()
-    s = get_signoff(db, signoff_id)
+    s = get_signoff(db, int(signoff_id))
     p = participant_by_id(db, s["participant_id"])
     enforce("view", p["site_id"])
     from server.store.reviews import current_records, timeline_of

@@ -49,7 +49,7 @@ def decode_cursor(cursor: str | None) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
         seq = int(number)
-        if prefix != "c" or seq < 0:
+        if prefix != "c" or not 0 <= seq < 2**63:     # SQLite's INTEGER range
             raise ValueError(cursor)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise EproError("sync.cursor_invalid", 400, errors=[

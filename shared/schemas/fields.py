@@ -7,12 +7,17 @@ from the message when building the contract's error list.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import date, datetime
 from typing import Any
 
 from marshmallow import fields
+
+#: the largest integer every JSON reader holds exactly (I-JSON, RFC 7493 §2.2) and SQLite stores
+#: as INTEGER; integers and numbers beyond it are out of range wherever the contract takes a number
+SAFE_INT = 2**53 - 1
 
 BASE_MESSAGES = {
     "required": "required|Missing data for required field.",
@@ -43,15 +48,23 @@ class StrictInt(_Rules, fields.Field):
             raise self.make_error("range", lo=self.lo, hi=self.hi)
         if self.lo is not None and value < self.lo:
             raise self.make_error("min", lo=self.lo)
+        if not -SAFE_INT <= value <= SAFE_INT:
+            raise self.make_error("range", lo=-SAFE_INT if self.lo is None else self.lo,
+                                  hi=SAFE_INT if self.hi is None else self.hi)
         return value
 
 
 class StrictNumber(_Rules, fields.Field):
-    default_error_messages = {"type": "type.number|Must be a number."}
+    """A finite number; ``1e400`` (read as infinity) and integers beyond ``SAFE_INT`` are refused."""
+
+    default_error_messages = {"type": "type.number|Must be a number.",
+                              "range": "range|Must be between {lo} and {hi}."}
 
     def _deserialize(self, value, attr, data, **kw):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise self.make_error("type")
+        if not (-SAFE_INT <= value <= SAFE_INT if isinstance(value, int) else math.isfinite(value)):
+            raise self.make_error("range", lo=-SAFE_INT, hi=SAFE_INT)
         return value
 
 

@@ -231,27 +231,25 @@ def signoff_status(db: Database, signoff: Mapping[str, Any]) -> dict[str, Any]:
             "added_since": added}
 
 
-def signoffs_for_participant(db: Database, participant_id: int) -> list[dict[str, Any]]:
-    """Every sign-off of a participant, newest first, each with its recomputed ``status``."""
-    rows = query(db, "SELECT * FROM signoffs WHERE participant_id = ? ORDER BY id DESC", [participant_id])
+def _with_status(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         item = _decode(row)
         item["status"] = signoff_status(db, item)
         out.append(item)
     return out
+
+
+def signoffs_for_participant(db: Database, participant_id: int) -> list[dict[str, Any]]:
+    """Every sign-off of a participant, newest first, each with its recomputed ``status``."""
+    return _with_status(db, query(db, "SELECT * FROM signoffs WHERE participant_id = ? ORDER BY id DESC",
+                                  [participant_id]))
 
 
 def signoffs_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
     """Every sign-off at a site (for exports), oldest first, with subject and recomputed status."""
-    rows = query(db, "SELECT s.*, p.subject FROM signoffs s JOIN participants p ON p.id = s.participant_id"
-                     " WHERE p.site_id = ? ORDER BY s.id", [site_id])
-    out = []
-    for row in rows:
-        item = _decode(row)
-        item["status"] = signoff_status(db, item)
-        out.append(item)
-    return out
+    return _with_status(db, query(db, "SELECT s.*, p.subject FROM signoffs s JOIN participants p"
+                                      " ON p.id = s.participant_id WHERE p.site_id = ? ORDER BY s.id", [site_id]))
 
 
 def invalidate_for_record(db: Database, record_id: str, new_version: int, *, actor: Actor,

@@ -1,5 +1,6 @@
-"""Review-area fixtures: a real migrated and seeded SQLite WAL file per test, devices paired through
-the store, records ingested through the same idempotent path as uploads."""
+"""Review-area fixtures: the server area's real migrated and seeded SQLite WAL file per test (``db``,
+``db_path``), devices paired through the store, records ingested through the same idempotent path as
+uploads."""
 
 from __future__ import annotations
 
@@ -8,44 +9,16 @@ from typing import Any
 
 import pytest
 
-from server.db import open_db
-from server.migrations import migrate
-from server.store.audit import Actor
 from server.store.pairing import issue_pairing_code, redeem_pairing_code
 from server.store.records import ingest
 from server.store.staff import staff_by_email
 from shared.protocol import load_protocol
-from tests.server.helpers import ADMIN, PASSWORD, seed
+from tests.server.conftest import _seeded_template, db, db_path  # noqa: F401  (fixtures reused)
+from tests.server.helpers import ADMIN, PASSWORD
 
 CST = timezone(timedelta(hours=8))
 PROTOCOL = load_protocol()
 __all__ = ["CST", "PROTOCOL", "PASSWORD", "staff", "Devices"]
-
-
-@pytest.fixture(scope="session")
-def _review_template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("review-template") / "server.sqlite"
-    db = open_db(path)
-    migrate(db)
-    seed(db)
-    with db.ensure_autocommit_on():
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-    return path
-
-
-@pytest.fixture
-def db_path(tmp_path, _review_template):
-    path = tmp_path / "server.sqlite"
-    path.write_bytes(_review_template.read_bytes())
-    return path
-
-
-@pytest.fixture
-def db(db_path):
-    database = open_db(db_path)
-    yield database
-    database.close()
 
 
 def staff(db, email: str = "inv@bj01.example") -> dict[str, Any]:
@@ -82,5 +55,3 @@ class Devices:
 def devices(db):
     return Devices(db)
 
-
-COORD = Actor.staff(2)

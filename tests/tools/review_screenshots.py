@@ -1,5 +1,7 @@
 """Screenshot the review pages in English and Simplified Chinese from a real server holding the demo
-database: ``python -m tests.tools.review_screenshots --out screenshots/review``.
+database. :func:`shoot` runs inside the staff screenshot tool (``python -m tests.tools.staff_screenshots
+--out screenshots/staff``, files ``<lang>-rNN-*.png``); ``python -m tests.tools.review_screenshots --out DIR``
+takes the review pages only.
 
 The pages are reached the way a reviewer reaches them (sign in, open a flagged participant, acknowledge,
 correct, sign off, export), so each screenshot shows real state. :class:`ReviewDemoServer` is also the
@@ -8,49 +10,30 @@ server of the review browser test (``tests/staff/test_review_browser.py``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from tests.support.live_server import LiveServer
+from tests.tools.staff_screenshots import CHROMIUM, CHROMIUM_ARGS, PASSWORD, DemoServer, _login, _set_lang
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-PASSWORD = "demo review password"
 LANGS = ("en", "zh-CN")
 FLAGGED = "001-002"   # the demo participant with a nosebleed that needed help and a missed dose
 
 
-class ReviewDemoServer(LiveServer):
-    """A LiveServer whose database is the demo database (:func:`server.demo.build_demo`)."""
-
-    def prepare(self) -> None:
-        from server.demo import build_demo
-
-        self.demo = build_demo(self.db_path, password=PASSWORD)
-        self._prepared = True
-
-    def email(self, role: str) -> str:
-        return next(s["email"] for s in self.demo.staff if s["role"] == role)
+ReviewDemoServer = DemoServer   # the staff screenshot tool's demo server (demo database plus a second site)
+login, set_lang = _login, _set_lang
 
 
 def launch(pw):
     return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
-def login(page, url: str, email: str, password: str = PASSWORD) -> None:
-    page.goto(url + "/staff/login")
-    page.fill("#f-email", email)
-    page.fill("#f-password", password)
-    page.click("button[type=submit].primary")
-    page.wait_for_load_state("load")
-
-
-def set_lang(page, lang: str) -> None:
-    if page.get_attribute("html", "lang") != lang:
-        page.click("header form[action$='/language'] button")
-        page.wait_for_load_state("load")
+def signed_in_page(browser, url: str, email: str, lang: str):
+    """A new browser context's page, signed in as ``email`` and showing ``lang``."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang, accept_downloads=True)
+    page = ctx.new_page()
+    login(page, url, email)
+    set_lang(page, lang)
+    return ctx, page
 
 
 def flag_article(page, rule: str):
@@ -117,10 +100,7 @@ def shoot(out: Path, srv: ReviewDemoServer, only: str = "") -> list[Path]:
             taken.append(path)
 
         for lang in LANGS:
-            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang)
-            page = ctx.new_page()
-            login(page, url, srv.email("coordinator"))
-            set_lang(page, lang)
+            ctx, page = signed_in_page(browser, url, srv.email("coordinator"), lang)
             page.goto(f"{url}/staff/participants/{FLAGGED}")
             snap(page, lang, "r01-participant-flags", at="#flags")
             rid = flag_article(page, "epistaxis").locator("a[href^='/staff/records/']").last.get_attribute("href")
@@ -140,10 +120,7 @@ def shoot(out: Path, srv: ReviewDemoServer, only: str = "") -> list[Path]:
             snap(page, lang, "r05-record-corrected")
             ctx.close()
 
-            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang)
-            page = ctx.new_page()
-            login(page, url, srv.email("investigator"))
-            set_lang(page, lang)
+            ctx, page = signed_in_page(browser, url, srv.email("investigator"), lang)
             page.goto(f"{url}/staff/participants/{FLAGGED}/signoff")
             snap(page, lang, "r06-signoff-form")
             page.fill("#f-password", "not the password")
@@ -169,10 +146,7 @@ def shoot(out: Path, srv: ReviewDemoServer, only: str = "") -> list[Path]:
             snap(page, lang, "r13-exports")
             ctx.close()
 
-            ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale=lang)
-            page = ctx.new_page()
-            login(page, url, srv.email("monitor"))
-            set_lang(page, lang)
+            ctx, page = signed_in_page(browser, url, srv.email("monitor"), lang)
             page.goto(f"{url}/staff/participants/{FLAGGED}")
             snap(page, lang, "r14-monitor-participant", at="#flags")
             page.goto(url + "/staff/audit")
@@ -182,17 +156,11 @@ def shoot(out: Path, srv: ReviewDemoServer, only: str = "") -> list[Path]:
     return taken
 
 
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="screenshots/review")
-    p.add_argument("--only", default="", help="only pages whose name starts with this")
-    args = p.parse_args(argv)
-    with ReviewDemoServer(staff_email="unused@demo.example") as srv:
-        taken = shoot(Path(args.out), srv, args.only)
-    for path in taken:
-        print(path)
-    print(f"{len(taken)} screenshots in {args.out}", file=sys.stderr)
-    return 0
+    """The review pages only (the staff screenshot tool takes them together with every other page)."""
+    from tests.tools import staff_screenshots
+    return staff_screenshots.main([*(argv if argv is not None else sys.argv[1:]), "--only", "r"])
 
 
 if __name__ == "__main__":

@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with DemoServer(staff_email="unused@demo.example") as srv:
         taken = shoot(Path(args.out), srv.url, srv, args.only)
+        from tests.tools.review_screenshots import shoot as shoot_review  # the review pages (rNN-*)
+        taken += shoot_review(Path(args.out), srv, args.only)
     for path in taken:
         print(path)
     print(f"{len(taken)} screenshots in {args.out}", file=sys.stderr)

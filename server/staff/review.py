@@ -67,10 +67,19 @@ def _errors(err: EproError, fields: dict[str, str] | None = None) -> dict[str, l
 
 # --- what the participant page slots read -----------------------------------------------------------
 
-def review_info(participant: dict[str, Any]) -> dict[str, Any]:
-    """Flags with review states, sign-offs and never-confirmed doses of one participant, per request."""
-    from server.store.reviews import participant_flags
+def review_signoffs(participant: dict[str, Any]) -> list[dict[str, Any]]:
+    """One participant's sign-offs with their status, once per request."""
     from server.store.signoffs import signoffs_for_participant
+
+    cache = g.setdefault("review_signoffs", {})
+    if participant["id"] not in cache:
+        cache[participant["id"]] = signoffs_for_participant(web.get_db(), participant["id"])
+    return cache[participant["id"]]
+
+
+def review_info(participant: dict[str, Any]) -> dict[str, Any]:
+    """Flags with review states and never-confirmed doses of one participant, once per request."""
+    from server.store.reviews import participant_flags
 
     cache = g.setdefault("review_info", {})
     pid = participant["id"]
@@ -85,7 +94,7 @@ def review_info(participant: dict[str, Any]) -> dict[str, Any]:
                                    "outcome_text": _outcome_text(review) if review else None}
         cache[pid] = {"flags": by_key,
                       "schedule_flags": [by_key[i["key"]] for i in found["flags"] if i["record_id"] is None],
-                      "signoffs": signoffs_for_participant(db, pid), "counts": found["counts"]}
+                      "counts": found["counts"]}
     return cache[pid]
 
 
@@ -243,7 +252,7 @@ def signoff_form(subject: str, values: dict | None = None, errors: dict | None =
 
     p = participant_or_403(subject, "signoff")
     info = review_info(p)
-    start, end = _default_period(p, info["signoffs"])
+    start, end = _default_period(p, review_signoffs(p))
     values = values or {"period_from": request.args.get("period_from", start),
                         "period_to": request.args.get("period_to", end)}
     staff = web.signed_in()
@@ -540,6 +549,7 @@ def _detail_pairs(detail: Any, limit: int = 400) -> list[tuple[str, str]]:
 
 def init_app(app) -> None:
     app.add_template_global(review_info, "review_info")
+    app.add_template_global(review_signoffs, "review_signoffs")
     app.add_template_global(_describe, "review_describe")
     app.add_template_global(_field_label, "review_field_label")
     app.add_template_global(_detail_pairs, "review_detail_pairs")

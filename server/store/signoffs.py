@@ -69,9 +69,10 @@ def _local_event_date(timeline, record: Mapping[str, Any]) -> date:
 
 
 def records_in_period(db: Database, participant: Mapping[str, Any], period_from: date,
-                      period_to: date) -> list[dict[str, Any]]:
-    """The participant's current records whose event date (participant's zone) lies in the period."""
-    records = current_records(db, participant["id"])
+                      period_to: date, *, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The participant's current records whose event date (participant's zone) lies in the period
+    (``records``: the participant's :func:`current_records`, when already loaded)."""
+    records = current_records(db, participant["id"]) if records is None else records
     timeline = timeline_of(participant, records)
     return [r for r in records if period_from <= _local_event_date(timeline, r) <= period_to]
 
@@ -198,10 +199,14 @@ def get_signoff(db: Database, signoff_id: int) -> dict[str, Any]:
     return out
 
 
-def signoff_status(db: Database, signoff: Mapping[str, Any]) -> dict[str, Any]:
+def signoff_status(db: Database, signoff: Mapping[str, Any], *,
+                   records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """``{"state": "valid" | "invalidated" | "broken", "changed": [...], "added_since": [...],
-    "problem": str | None, "invalidations": [...]}`` recomputed from the row and the records now."""
+    "problem": str | None, "invalidations": [...]}`` recomputed from the row and the records now
+    (``records``: the signed participant's :func:`current_records`, when already loaded)."""
     participant = participant_by_id(db, signoff["participant_id"])
+    if records is None:
+        records = current_records(db, participant["id"])
     covered = signoff["covered"] if isinstance(signoff["covered"], list) else json.loads(signoff["covered"])
     invalidations = query(db, "SELECT * FROM signoff_invalidations WHERE signoff_id = ? ORDER BY id",
                           [signoff["id"]])
@@ -212,10 +217,10 @@ def signoff_status(db: Database, signoff: Mapping[str, Any]) -> dict[str, Any]:
     if signature_sha256(content, signoff["staff_id"], signoff["printed_name"], signoff["meaning"],
                         signoff["signed_at"]) != signoff["signature_sha256"]:
         return {**base, "state": "broken", "problem": "signature hash does not match the signature"}
-    records = {r["id"]: r for r in current_records(db, participant["id"])}
+    by_id = {r["id"]: r for r in records}
     changed = []
     for c in covered:
-        now_rec = records.get(c["record_id"])
+        now_rec = by_id.get(c["record_id"])
         if now_rec is None:
             return {**base, "state": "broken",
                     "problem": f"record {c['record_id']} is not one of {participant['subject']}'s records"}
@@ -226,16 +231,21 @@ def signoff_status(db: Database, signoff: Mapping[str, Any]) -> dict[str, Any]:
                             "current_version": now_rec["version"], "type": now_rec["type"]})
     start, end = date.fromisoformat(signoff["period_from"]), date.fromisoformat(signoff["period_to"])
     ids = {c["record_id"] for c in covered}
-    added = [r["id"] for r in records_in_period(db, participant, start, end) if r["id"] not in ids]
+    added = [r["id"] for r in records_in_period(db, participant, start, end, records=records) if r["id"] not in ids]
     return {**base, "state": "invalidated" if changed else "valid", "problem": None, "changed": changed,
             "added_since": added}
 
 
 def _with_status(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decode sign-off rows and recompute each status, loading each participant's records once."""
+    loaded: dict[int, list[dict[str, Any]]] = {}
     out = []
     for row in rows:
         item = _decode(row)
-        item["status"] = signoff_status(db, item)
+        pid = item["participant_id"]
+        if pid not in loaded:
+            loaded[pid] = current_records(db, pid)
+        item["status"] = signoff_status(db, item, records=loaded[pid])
         out.append(item)
     return out
 

@@ -37,7 +37,8 @@ def form_errors(err: EproError, fields: dict[str, str] | None = None) -> dict[st
     lang, fields = web.lang(), fields or {}
     out: dict[str, list[str]] = {}
     for e in err.errors:
-        text = next((t(k, lang) for k in (f"staff.rule.{e.rule}", f"rule.{e.rule}") if has(k)), e.message)
+        keys = (f"staff.rule.{e.field}.{e.rule}", f"staff.rule.{e.rule}", f"rule.{e.rule}")
+        text = next((t(k, lang) for k in keys if has(k)), e.message)
         out.setdefault(fields.get(e.field, e.field), []).append(text)
     if not err.errors:
         out["_form"] = [err.message(lang)]

@@ -66,11 +66,13 @@ def csrf_of(resp) -> str:
     return match.group(1)
 
 
-def login(client, email: str = "inv@bj01.example", password: str = PASSWORD, **headers):
+def login(client, email: str = "inv@bj01.example", password: str = PASSWORD, *,
+          environ_base: dict | None = None, **headers):
     """Sign in through the form; returns the POST response (303 on success)."""
-    page = client.get("/staff/login", headers={**HTML, **headers})
+    kw = {"headers": {**HTML, **headers}, "environ_base": environ_base or {}}
+    page = client.get("/staff/login", **kw)
     return client.post("/staff/login", data={"csrf_token": csrf_of(page), "email": email, "password": password,
-                                             "next": "/staff/participants"}, headers={**HTML, **headers})
+                                             "next": "/staff/participants"}, **kw)
 
 
 def post_form(client, page_url: str, action_url: str, data: dict, **headers):

@@ -137,6 +137,16 @@ def test_counts_task_caches_every_participant_and_matches_what_pages_compute(db,
     assert get_participant(db, "S-101")["id"] not in cached  # another site's participant
 
 
+def test_the_scheduled_jobs_refresh_the_counts(db, db_path, devices):
+    from server.tasks import run_all
+
+    _severe_diary(devices)
+    out = run_all(str(db_path), "nct06598202", LATER)
+    assert out["flags"] == {"participants": 3, "open_flags": _flags(db)["counts"]["open"]}
+    p = get_participant(db, "S-001")
+    assert cached_flag_counts(db, p["site_id"])[p["id"]]["computed_at"].startswith("2025-03-03")
+
+
 def test_acknowledgements_are_append_only(db, devices):
     env = _severe_diary(devices)
     pid = get_participant(db, "S-001")["id"]

@@ -104,6 +104,9 @@ def test_a_later_correction_of_a_covered_record_invalidates_the_signature(db, de
     assert [i["record_id"] for i in status["invalidations"]] == [envs[1]["id"]]
     inv = audit_rows(db, action="signoff.invalidate")
     assert len(inv) == 1 and inv[0]["entity_id"] == str(s["id"]) and inv[0]["detail"]["new_version"] == 2
+    for sql in ("UPDATE signoff_invalidations SET new_version = 1", "DELETE FROM signoff_invalidations"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(sql)
     # a further correction does not invalidate the same signature again
     request_correction(db, envs[1]["id"], {"symptoms.headache": 1}, reason="it was mild after all",
                        requested_by="caregiver, by phone", actor=coord, protocol=PROTOCOL,

@@ -9,7 +9,7 @@ from pathlib import Path
 import keyring
 from keyring.errors import KeyringError
 
-from desktop.store.db import secure_file
+from desktop.store.db import secure_dir, secure_file
 
 SERVICE = "als-epro"
 FALLBACK_NAME = "device-token"
@@ -38,6 +38,7 @@ class TokenStore:
         try:
             keyring.set_password(self.service, self._user(device_id), token)
         except KeyringError:
+            secure_dir(self.data_dir)
             path = secure_file(self.fallback_path)
             tmp = secure_file(path.with_suffix(".tmp"))
             tmp.write_text(token, encoding="utf-8")

@@ -37,7 +37,7 @@ class Header(QFrame):
         self.grid.setVerticalSpacing(6)
         self.title = label("", "title", wrap=True)
         self.chip = Chip("blue")
-        self.lang = QPushButton(LANG_BUTTON)
+        self.lang = WrapButton(LANG_BUTTON)
         self.lang.setObjectName("language")
         self.lang.clicked.connect(self.toggle_language)
         self.settings = WrapButton()
@@ -96,7 +96,7 @@ class StatusBar(QFrame):
         self.attention = WrapButton()
         self.attention.setObjectName("attention")
         self.attention.clicked.connect(on_attention)
-        self.send = QPushButton()
+        self.send = WrapButton()
         self.send.setObjectName("sendNow")
         self.send.clicked.connect(lambda: ctx.sync_now())
         self.arrange(False)
@@ -285,6 +285,7 @@ class Navigator(QMainWindow):
                         tr(action) if action else "", on_action, dismissible)
         banner.keys = (msg, params or {}, action)
         self.banner_box.addWidget(banner)
+        banner.show()
         if key:
             self._keyed_banners[key] = banner
         return banner

@@ -50,13 +50,13 @@ class WrapButton(QPushButton):
             self.num.setFixedSize(44, 44)
             self.num.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
             lay.addWidget(self.num, 0, Qt.AlignmentFlag.AlignVCenter)
-        self._label = QLabel()
-        self._label.setWordWrap(True)
-        self._label.setTextFormat(Qt.TextFormat.PlainText)
-        self._label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        lay.addWidget(self._label, 1)
+        self.text_label = QLabel()
+        self.text_label.setWordWrap(True)
+        self.text_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.text_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        lay.addWidget(self.text_label, 1)
         if number is None:
-            self._label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.text_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.mark = QLabel()
         self.mark.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.mark.hide()
@@ -73,12 +73,12 @@ class WrapButton(QPushButton):
             repolish(self)
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt naming)
-        self._label.setText(text)
+        self.text_label.setText(text)
         self.setAccessibleName(text)
         self.updateGeometry()
 
     def text(self) -> str:
-        return self._label.text()
+        return self.text_label.text()
 
     def hasHeightForWidth(self) -> bool:  # noqa: N802
         return True
@@ -100,6 +100,9 @@ class WrapButton(QPushButton):
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and plain:
             if self.isEnabled():
                 self.click()
+            return
+        if event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Down):
+            event.ignore()   # arrows belong to the page (Next/Back on forms), not to button groups
             return
         super().keyPressEvent(event)
 
@@ -223,6 +226,14 @@ class Page(QScrollArea):
         app = QApplication.instance()
         if app is not None:
             app.focusChanged.connect(self._focus_changed)
+
+    pass_keys = False   # forms: arrows and Page keys go to the form (Next/Back), not to scrolling
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802
+        if self.pass_keys:
+            event.ignore()
+            return
+        super().keyPressEvent(event)
 
     def _focus_changed(self, _old: QWidget | None, new: QWidget | None) -> None:
         if not isValid(self) or new is None or not isValid(new) or not self.isVisible():

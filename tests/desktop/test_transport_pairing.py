@@ -6,6 +6,7 @@ import threading
 
 import keyring
 import pytest
+from jaraco.classes import properties
 from keyring.backend import KeyringBackend
 
 from desktop.sync.credentials import TokenStore
@@ -135,7 +136,11 @@ def test_untrusted_certificate_is_a_certificate_error(tmp_path):
 
 
 class MemoryKeyring(KeyringBackend):
-    priority = 1
+    """An in-memory keyring for one test; never chosen by keyring's own backend detection."""
+
+    @properties.classproperty
+    def priority(cls):
+        raise RuntimeError("test-only backend")
 
     def __init__(self):
         super().__init__()

@@ -78,6 +78,7 @@ class WizardForm(Screen):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(800)
         self._save_timer.timeout.connect(self.save)
+        self.page.pass_keys = True
         self.prepare()
 
     # --- for subclasses ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class Screen(QWidget):
         self._first = None
         self.build()
         self.body.addStretch(1)
+        show_new_children(self.page.column)
 
     def build(self) -> None:
         raise NotImplementedError
@@ -64,7 +65,7 @@ class Screen(QWidget):
             b.setProperty("big", True)
         if name:
             b.setObjectName(name)
-        b.clicked.connect(on_click)
+        b.clicked.connect(lambda _checked=False: on_click())
         (layout or self.body).addWidget(b)
         if first or self._first is None:
             self._first = b if first or self._first is None else self._first
@@ -83,5 +84,9 @@ class Screen(QWidget):
         return b
 
 
-def align_left(layout: Any) -> None:
-    layout.setAlignment(Qt.AlignmentFlag.AlignLeft)
+def show_new_children(root: QWidget) -> None:
+    """Show freshly built widgets now (Qt would do it on the next event loop turn), so that focus
+    can be given to them at once. Widgets hidden on purpose stay hidden."""
+    for w in root.findChildren(QWidget):
+        if not w.testAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide):
+            w.show()

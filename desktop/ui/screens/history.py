@@ -174,6 +174,7 @@ class HistoryScreen(Screen):
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
         view.setAccessibleName(self.tr("history.chart_title"))
         view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        view.viewport().setFocusPolicy(Qt.FocusPolicy.NoFocus)
         return view
 
 

@@ -67,8 +67,8 @@ class PairingScreen(Screen):
         self.device = self._field("name", "pairing.device_name", "", self.values["name"], "deviceName")
         self.add(self.device)
         self.error = label(self.tr(self.error_key) if self.error_key else "", role="error")
-        self.error.setVisible(bool(self.error_key))
         self.add(self.error)
+        self.error.setVisible(bool(self.error_key))   # only once parented: never a stray window
         self.pair_button = self.button(self.tr("pairing.busy") if self.busy else self.tr("pairing.pair"),
                                        self.pair, primary=True, big=True, name="pair")
         self.pair_button.setEnabled(not self.busy)
@@ -84,7 +84,7 @@ class PairingScreen(Screen):
             return
         url, code, name = self.values["url"], self.values["code"], self.values["name"]
         if not normalize_code(code):
-            self._fail_key("pairing.error.code_empty", self.code)
+            self._fail_key("pairing.error.code_empty", "code")
             return
         self.busy = True
         self.error_key = ""
@@ -104,14 +104,13 @@ class PairingScreen(Screen):
 
     def _failed(self, exc: Exception) -> None:
         self.busy = False
-        target = self.url if isinstance(exc, UrlRefused) else self.code
-        self._fail_key(pairing_error_key(exc), target)
+        self._fail_key(pairing_error_key(exc), "url" if isinstance(exc, UrlRefused) else "code")
 
-    def _fail_key(self, key: str, target) -> None:
+    def _fail_key(self, key: str, field: str) -> None:
+        """Show the error in words and put the focus on the field to fix (ux rule 19)."""
         self.error_key = key
         self.refresh()
-        focus = self.url if target is self.url else self.code
-        focus.setFocus(Qt.FocusReason.OtherFocusReason)
+        (self.url if field == "url" else self.code).setFocus(Qt.FocusReason.OtherFocusReason)
 
 
 class PairedScreen(Screen):

@@ -23,9 +23,8 @@ class TodayScreen(Screen):
     def _show_all(self) -> None:
         self.show_all = True
         self.refresh()
-        cards = self.page.column.findChildren(WrapButton)
-        target = self.page.column.findChild(WrapButton, f"card_{MAX_CARDS}")
-        (target or (cards[0] if cards else self)).setFocus()
+        buttons = self._card_buttons
+        (buttons[MAX_CARDS] if len(buttons) > MAX_CARDS else buttons[0] if buttons else self).setFocus()
 
     def title(self) -> str:
         return self.tr("today.title")
@@ -61,14 +60,15 @@ class TodayScreen(Screen):
     def build(self) -> None:
         now = self.ctx.clock.now()
         view = today_view(self.ctx.store, now)
+        self._card_buttons: list[WrapButton] = []
         self.text(long_date(view.today, self.ctx.lang), "heading")
         if view.study_day is not None and view.study_day > 0:
             self.text(self.tr("today.study_day", n=view.study_day), role="small")
         if not view.timeline_known:
             self.text(self.tr("today.no_schedule"))
         shown = view.cards if self.show_all else view.cards[:MAX_CARDS]
-        for card in shown:
-            self.add(self._card(card, view.today))
+        for index, card in enumerate(shown):
+            self.add(self._card(card, view.today, index))
         if len(view.cards) > len(shown):
             more = len(view.cards) - len(shown)
             self.button(self.tr("today.show_more", n=more), self._show_all, name="showMore")
@@ -81,11 +81,9 @@ class TodayScreen(Screen):
             self.button(self.tr(f"today.new.{kind}"), lambda k=kind: self._new(k), name=f"new_{kind}")
         self.button(self.tr("nav.history"), self.nav.show_history, name="history")
         if view.cards:
-            first = self.page.column.findChild(WrapButton, "card_0")
-            if first is not None:
-                self._first = first
+            self._first = self._card_buttons[0]
 
-    def _card(self, card: Card, today) -> QFrame:
+    def _card(self, card: Card, today, index: int) -> QFrame:
         frame = QFrame()
         frame.setObjectName("card")
         frame.setMinimumHeight(96)
@@ -104,10 +102,10 @@ class TodayScreen(Screen):
         button.setProperty("big", True)
         if card.status != "done":
             button.setProperty("primary", True)
-        index = len(self.page.column.findChildren(QFrame, "card"))
         button.setObjectName(f"card_{index}")
         button.setAccessibleName(f"{self.action(card)}: {self.card_title(card)}")
         button.clicked.connect(lambda: self._open(card))
+        self._card_buttons.append(button)
         lay.addWidget(button, 0, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return frame
 

@@ -336,12 +336,13 @@ def cmd_serve(args) -> tuple[dict, str] | None:
     server = create_server(app, host=args.host, port=args.port, threads=args.threads,
                            clear_untrusted_proxy_headers=True, **proxy)
     port = server.effective_port
-    print(f"serving on http://{args.host}:{port}", flush=True)
 
     def _stop(_signum, _frame):
         raise SystemExit(0)
 
+    # the handler is in place before anyone is told the server listens (a SIGTERM right after is clean)
     signal.signal(signal.SIGTERM, _stop)
+    print(f"serving on http://{args.host}:{port}", flush=True)
     scheduler = None if args.no_jobs else start_jobs(app.config)
     try:
         server.run()

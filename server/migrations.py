@@ -24,7 +24,8 @@ class ServerMigrations(Migrations):
 migrations = ServerMigrations("server")
 
 #: tables whose rows can never change or disappear, with the migration that made them so
-APPEND_ONLY = ("audit", "first_dose_changes", "records", "record_versions", "quarantine", "changes")
+APPEND_ONLY = ("audit", "first_dose_changes", "records", "record_versions", "quarantine", "changes",
+               "flag_reviews", "signoffs", "signoff_invalidations")
 
 
 def _run(db: Database, script: str) -> None:

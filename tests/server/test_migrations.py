@@ -89,6 +89,21 @@ def test_append_only_tables_refuse_update_and_delete(db, table):
                 elif table == "first_dose_changes":
                     db.execute("INSERT INTO first_dose_changes (participant_id, old_date, new_date, reason,"
                                " changed_at, changed_by) VALUES (1, 'a', 'b', 'r', 'x', 'y')")
+                elif table in ("flag_reviews", "signoffs", "signoff_invalidations"):
+                    staff_id = db.execute("SELECT id FROM staff LIMIT 1").fetchone()[0]
+                    db.execute("INSERT INTO records (id, type, participant_id, originator, channel, respondent,"
+                               " schema_version, instrument_version, event_time, entered_at, received_at,"
+                               " server_seq, sha256, envelope) VALUES ('r', 'alsfrs_r', 1, 'o', 'sync', 'p', 1,"
+                               " 'v', 't', 't', 'x', 1, 'h', '{}')")
+                    db.execute("INSERT INTO flag_reviews (participant_id, flag_key, rule, record_id, flag,"
+                               " flag_sha256, outcome, actor, reviewed_at) VALUES (1, 'k', 'r', 'r', '{}', 'h',"
+                               " 'not_ae', 'staff:1', 'x')")
+                    db.execute("INSERT INTO signoffs (participant_id, period_from, period_to, staff_id,"
+                               " printed_name, meaning, signed_at, signed_at_local, tz, covered, content_sha256,"
+                               " signature_sha256) VALUES (1, 'a', 'b', ?, 'N', 'Reviewed', 'x', 'x', 'z', '[]',"
+                               " 'h', 's')", [staff_id])
+                    db.execute("INSERT INTO signoff_invalidations (signoff_id, record_id, signed_version,"
+                               " new_version, invalidated_at, actor) VALUES (1, 'r', 1, 2, 'x', 'staff:1')")
                 elif table in ("records", "record_versions", "quarantine"):
                     db.execute("INSERT INTO quarantine (device_id, channel, reason, received_at, body, errors,"
                                " sha256) VALUES (NULL, 'sync', 'invalid', 'x', '{}', '[]', 'h')")

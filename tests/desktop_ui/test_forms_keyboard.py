@@ -7,6 +7,7 @@ from shared.vocab import ALSFRS_ITEM_KEYS_5A
 
 from desktop.ui.widgets import WrapButton
 
+from tests.desktop_ui import flows
 from tests.desktop_ui.conftest import K
 
 
@@ -19,28 +20,11 @@ def submitted(app, kind):
 
 
 def test_alsfrs_by_keyboard(app):
-    start = app.find(WrapButton, "new_alsfrs_r")
-    start.setFocus()
-    app.key(K.Key_Return)
-    assert app.screen() == "form:alsfrs_r"
-    app.key(K.Key_Down)                       # "My caregiver…" (second option)
-    app.key(K.Key_Return)                     # select → focus jumps to Next
-    assert app.focus().objectName() == "next"
-    app.key(K.Key_Return)
-    app.key(K.Key_Down)                       # feeding tube: No
-    app.key(K.Key_Space)
-    app.key(K.Key_Return)
-    for n, _ in enumerate(ALSFRS_ITEM_KEYS_5A):
-        assert app.w.current().step_id.startswith("item:")
-        app.key(K.Key_3)                      # the option scored 3, not the third one
-        app.key(K.Key_Return)
-    assert app.w.current().step_id == "review"
-    assert app.focus().objectName() == "submit"
-    app.key(K.Key_Return)
+    flows.start_new(app, "alsfrs_r")
+    flows.alsfrs(app, score=3)
     e = submitted(app, "alsfrs_r")
     assert e.envelope["respondent"] == "caregiver"
     assert e.envelope["payload"] == {"gastrostomy": False, "items": {k: 3 for k in ALSFRS_ITEM_KEYS_5A}}
-    assert e.state == "saved" or e.state == "received"
     assert app.screen() == "today"
     assert app.w.banner("saved") is not None
     assert app.store.drafts.all() == []
@@ -48,13 +32,7 @@ def test_alsfrs_by_keyboard(app):
 
 def test_nasal_no_symptoms_in_one_step(app):
     app.w.open_form("nasal_symptoms", {"date": "2026-03-13", "dosing_day": True})
-    app.key(K.Key_Return)                     # respondent: the participant
-    app.key(K.Key_Return)                     # Next
-    assert app.w.current().step_id == "any"
-    app.key(K.Key_Return)                     # "No symptoms today"
-    app.key(K.Key_Return)                     # Next → review
-    assert app.w.current().step_id == "review"
-    app.key(K.Key_Return)                     # Submit
+    flows.nasal_no_symptoms(app)
     e = submitted(app, "nasal_symptoms")
     assert set(e.envelope["payload"]["symptoms"].values()) == {0}
     assert e.envelope["payload"]["date"] == "2026-03-13"
@@ -109,47 +87,38 @@ def test_dose_confirmation_by_keyboard(app):
     app.key(K.Key_Return)
     form = app.w.current()
     assert form.draft.context["dose_number"] == 2 and form.draft.context["planned_date"] == "2026-03-13"
-    app.key(K.Key_Down)
-    app.key(K.Key_Return)                     # respondent: caregiver
-    app.key(K.Key_Return)
-    app.key(K.Key_Return)                     # Given
-    app.key(K.Key_Return)
-    assert form.step_id == "time"
-    assert app.focus().objectName() == "timeOk"
-    app.key(K.Key_Return)                     # "That's right" (10:15 today)
-    app.key(K.Key_Return)                     # Next
-    app.key(K.Key_Down)
-    app.key(K.Key_Return)                     # given by: a caregiver
-    app.key(K.Key_Return)
-    app.key(K.Key_Return)                     # both nostrils
-    app.key(K.Key_Return)
-    for _ in range(2):                        # full, left and right
-        app.key(K.Key_Return)
-        app.key(K.Key_Return)
-    app.key(K.Key_Return)                     # left stayed in
-    app.key(K.Key_Return)
-    app.key(K.Key_Down)                       # right: some was lost
-    app.key(K.Key_Return)
-    app.key(K.Key_Return)
-    assert form.step_id == "loss"
-    app.key(K.Key_Return)                     # sneezed it out (toggle)
-    app.key(K.Key_Right)                      # Next
-    assert form.step_id == "kit"
-    app.type("K-0417")
-    app.key(K.Key_Return)
-    app.key(K.Key_Return)                     # other products: skip
-    assert form.step_id == "notes"
-    app.key(K.Key_Tab)
-    app.key(K.Key_Return)                     # skip notes
-    assert form.step_id == "review"
-    app.key(K.Key_Return)
+    flows.dose_given_both_full(app)
     e = submitted(app, "dose_confirmation")
     p = e.envelope["payload"]
     assert p["given"] is True and p["administered_by"] == "caregiver"
     assert p["administered_at"] == "2026-03-13T10:15:00+08:00" == e.envelope["event_time"]
-    assert p["nostrils"]["right"] == {"given": True, "volume": "full", "retained": False}
-    assert p["loss"] == ["sneezed"] and p["missed_reason"] is None and p["kit_number"] == "K-0417"
+    assert p["nostrils"]["right"] == {"given": True, "volume": "full", "retained": True}
+    assert p["loss"] == [] and p["missed_reason"] is None and p["kit_number"] == "K-0417"
     assert e.envelope["respondent"] == "caregiver"
+
+
+def test_dose_partly_lost_by_keyboard(app):
+    app.w.open_form("dose_confirmation", {"dose_number": 2, "planned_date": "2026-03-13"})
+    form = app.w.current()
+    form.draft.answers.update(respondent="caregiver", given=True, administered_at="2026-03-13T09:00:00+08:00",
+                              administered_by="participant", nostrils="both",
+                              volume={"left": "full", "right": "partial"}, retained={"left": True})
+    form.go("retained:right")
+    app.key(K.Key_Down)                       # right: some was lost
+    app.key(K.Key_Return)
+    app.key(K.Key_Return)
+    assert form.step_id == "loss"
+    app.key(K.Key_Down, 3)                    # coughed or choked
+    app.key(K.Key_Return)                     # toggles it on
+    app.key(K.Key_Right)                      # Next
+    assert form.step_id == "kit"
+    form.go("review")
+    app.key(K.Key_Return)
+    e = submitted(app, "dose_confirmation")
+    p = e.envelope["payload"]
+    assert p["nostrils"]["right"] == {"given": True, "volume": "partial", "retained": False}
+    assert p["loss"] == ["coughed_choked"]
+    assert app.screen() == "safety"           # a coughed/choked loss calls for the notice
 
 
 def test_dose_missed_needs_a_reason(app):

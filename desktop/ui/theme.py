@@ -52,6 +52,7 @@ QLabel#stem {{ font-size: {s("stem")}px; font-weight: 600; }}
 QLabel#heading {{ font-size: {s("stem")}px; font-weight: 700; }}
 QLabel[role="small"] {{ font-size: {s("small")}px; color: {SECONDARY}; }}
 QLabel[role="error"] {{ color: #B00020; font-weight: 600; }}
+QLabel[role="strong"] {{ font-weight: 700; }}
 QLabel#phone {{ font-size: {max(28, s("code"))}px; font-weight: 700; }}
 QFrame#header {{ background: #F4F6F8; border-bottom: 2px solid #C8CDD2; }}
 QFrame#statusbar {{ background: #F4F6F8; border-top: 2px solid #C8CDD2; }}

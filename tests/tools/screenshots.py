@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                     w = Navigator(ctx)
                     w.resize(*WINDOW)
                     w.show()
+                    w.activateWindow()
                     build(w)
                     deadline = time.monotonic() + 5
                     while busy() and time.monotonic() < deadline:

@@ -138,7 +138,7 @@ def shoot(out: Path, url: str, srv: DemoServer, only: str = "") -> list[Path]:
                 page.goto(url + path)
                 snap(page, lang, name)
             page.goto(url + "/staff/admin/users")
-            page.click("table a >> nth=0")
+            page.click("table a:has-text('coordinator@')")
             snap(page, lang, "42-admin-user")
             ctx.close()
         browser.close()

@@ -21,6 +21,13 @@ STATE_CHIPS = {"saved": ("blue", "state.saved"), "sent": ("blue", "state.sent"),
 DOMAINS = ("total", "bulbar", "fine_motor", "gross_motor", "respiratory")
 
 
+def local_stamp(iso: str, now: datetime) -> str:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(now.tzinfo).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
 def state_chip(entry: Entry, lang: str) -> Chip:
     colour, key = STATE_CHIPS[entry.state]
     return Chip(colour, t(key, lang))
@@ -210,11 +217,19 @@ class EntryScreen(Screen):
                         self._toggle, name="receiptToggle")
             if self.full_receipt:
                 for key in ("server_seq", "received_at", "sha256"):
-                    lab = self.text(f"{self.tr('receipt.' + key)}: {e.receipt.get(key, '')}")
+                    value = str(e.receipt.get(key, ""))
+                    if key == "received_at":
+                        value = f"{local_stamp(value, self.ctx.clock.now())} ({value})"
+                    lab = self.text(f"{self.tr('receipt.' + key)}: {value}")
                     lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                                 | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         self.text(self.tr("entry.read_only"), role="small")
         env = e.envelope
+        protocol = protocol_of(self.ctx.store)
+        if e.type == "alsfrs_r" and not (protocol and protocol.show_scores_to_participant):
+            # the answers stay with the site so that each questionnaire is answered afresh (ux rule 24)
+            self.text(self.tr("entry.alsfrs_hidden"))
+            return
         for question, answer in describe(e.type, env["payload"], env.get("respondent"), lang):
             self.text(question, role="small")
             self.text(answer)

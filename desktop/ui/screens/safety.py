@@ -33,7 +33,7 @@ class SafetyScreen(Screen):
             for key, params in safety_findings(self.entry.envelope):
                 words = {k: nasal_symptom(v)["title"].get(lang, v) for k, v in params.items()}
                 self.text(self.tr("safety.you_reported", what=self.tr(key, **words)))
-        self.text(self.tr("safety.not_watched"))
+        self.text(self.tr("safety.not_watched"), role="strong")
         protocol = protocol_of(self.ctx.store)
         site = protocol.site if protocol else {}
         self.text(self.tr("safety.call_site"))

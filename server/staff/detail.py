@@ -20,7 +20,7 @@ from shared.instruments import load_instrument
 from shared.messages import has, t
 from shared.protocol import Protocol
 from shared.scoring import delta_fs, score_alsfrs_r
-from shared.vocab import NASAL_SYMPTOMS
+from shared.vocab import ALSFRS_ALL_KEYS, NASAL_SYMPTOMS
 
 DOMAINS = ("bulbar", "fine_motor", "gross_motor", "respiratory")
 UPCOMING_DAYS = 7
@@ -116,7 +116,8 @@ def payload_rows(rec: dict[str, Any], lang: str) -> list[tuple[str, str]]:
         score = score_alsfrs_r(p["items"])
         rows = [(t("staff.field.gastrostomy", lang), value_text(p.get("gastrostomy"), lang))]
         who = p.get("item_respondent") or {}
-        for key, val in p["items"].items():
+        for key in sorted(p["items"], key=ALSFRS_ALL_KEYS.index):
+            val = p["items"][key]
             extra = f" ({t(f'staff.respondent.{who[key]}', lang)})" if key in who else ""
             rows.append((f"{key} · {names.get(key, key)}", f"{val}{extra}"))
         rows.append((t("staff.alsfrs.total", lang), f"{score.total} / 48"))

@@ -62,6 +62,9 @@ def enroll_submit():
     staff = web.signed_in()
     site = site_by_id(web.get_db(), staff["site_id"])
     values = {k: request.form.get(k, "").strip() for k in ("subject", "onset", "first_dose", "tz")}
+    missing = {k: [t("rule.required", web.lang())] for k in ("subject", "onset", "first_dose") if not values[k]}
+    if missing:
+        return enroll_form(values, missing)
     try:
         p = enroll(web.get_db(), values["subject"], site["code"], values["onset"], values["first_dose"],
                    tz=values["tz"] or protocol().timezone, actor=_actor())

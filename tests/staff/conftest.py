@@ -1,5 +1,6 @@
-"""Staff-page fixtures: a seeded database file per test (copied from one built per session), the app,
-its test client, and a ``login`` helper that signs in through the real form (CSRF included)."""
+"""Staff-page fixtures: the server fixtures (a database file per test, the app, its client) over a
+template that also holds recent history (:mod:`tests.staff.seed`), and helpers that sign in and post
+forms through the real pages (CSRF included)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import re
 
 import pytest
 
-from server import create_app
 from server.db import open_db
 from server.migrations import migrate
+from tests.server.conftest import app, client, db, db_path  # noqa: F401  (copies of _seeded_template below)
 from tests.server.helpers import PASSWORD, seed
 from tests.staff.seed import seed_recent
 
@@ -31,33 +32,15 @@ def _staff_template(tmp_path_factory):
     return path, info
 
 
+@pytest.fixture(scope="session")
+def _seeded_template(_staff_template):
+    """The file the server fixtures (``db_path``, ``db``, ``app``, ``client``) copy for each test."""
+    return _staff_template[0]
+
+
 @pytest.fixture
 def seeded(_staff_template):
     return _staff_template[1]
-
-
-@pytest.fixture
-def db_path(tmp_path, _staff_template):
-    path = tmp_path / "server.sqlite"
-    path.write_bytes(_staff_template[0].read_bytes())
-    return path
-
-
-@pytest.fixture
-def db(db_path):
-    database = open_db(db_path)
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def app(db_path):
-    return create_app({"DB": str(db_path), "TESTING": True})
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def csrf_of(resp) -> str:

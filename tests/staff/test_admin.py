@@ -77,6 +77,7 @@ def test_an_admin_cannot_disable_their_own_account(as_role, client, db):
     me = _id(db, "admin@bj01.example")
     as_role("admin")
     page = f"/staff/admin/users/{me}"
+    assert f"{page}/active" not in client.get(page, headers=HTML).get_data(as_text=True)
     resp = post_form(client, page, f"{page}/active", {"active": "0", "active_reason": "oops"})
     assert resp.status_code == 400 and "own account" in resp.get_data(as_text=True)
     assert db.execute("SELECT active FROM staff WHERE id = ?", [me]).fetchone()[0] == 1

@@ -43,3 +43,18 @@ def utc_iso(moment: datetime) -> str:
 def local_iso(moment: datetime) -> str:
     """A wire timestamp: local wall time with its UTC offset, to the second."""
     return moment.isoformat(timespec="seconds")
+
+
+def clock_offset_s(server_time: object, before: datetime, after: datetime) -> float | None:
+    """Device clock minus server clock, taking the server's time as read at the middle of the request.
+    None when ``server_time`` is not an ISO timestamp with an offset."""
+    if not isinstance(server_time, str):
+        return None
+    try:
+        server = datetime.fromisoformat(server_time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if server.tzinfo is None:
+        return None
+    middle = before + (after - before) / 2
+    return round((middle - server).total_seconds(), 1)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from desktop.clock import Clock, local_iso, utc_iso
+from desktop.clock import Clock, clock_offset_s, local_iso, utc_iso
 from desktop.store import DEFAULT_LIMITS, Entry, Outcome, Store
 from desktop.sync.changes import apply_change
 from desktop.sync.transport import (
@@ -227,17 +227,9 @@ class SyncEngine:
 
     def _learn_clock(self, server_time: Any, before: datetime, after: datetime) -> None:
         """Device minus server clock, from the middle of the request. Never blocks anything."""
-        if not isinstance(server_time, str):
-            return
-        try:
-            server = datetime.fromisoformat(server_time.replace("Z", "+00:00"))
-        except ValueError:
-            return
-        if server.tzinfo is None:
-            return
-        middle = before + (after - before) / 2
-        offset = round((middle - server).total_seconds(), 1)
-        self.store.settings.update({"clock_offset_s": offset, "last_server_time": server_time})
+        offset = clock_offset_s(server_time, before, after)
+        if offset is not None:
+            self.store.settings.update({"clock_offset_s": offset, "last_server_time": server_time})
 
     # --- pull -------------------------------------------------------------------------------------
     def _pull(self, device_id: str) -> int:

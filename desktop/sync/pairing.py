@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from desktop.clock import Clock, utc_iso
+from desktop.clock import Clock, clock_offset_s, utc_iso
 from desktop.store import DEFAULT_LIMITS, Pairing, Store
 from desktop.store.db import secure_file
 from desktop.sync.credentials import TokenStore
@@ -77,16 +77,9 @@ def pair_device(store: Store, tokens: TokenStore, clock: Clock, server_url: str,
 
 
 def _learn_offset(store: Store, server_time: Any, before: datetime, after: datetime) -> None:
-    if not isinstance(server_time, str):
-        return
-    try:
-        server = datetime.fromisoformat(server_time.replace("Z", "+00:00"))
-    except ValueError:
-        return
-    if server.tzinfo is not None:
-        middle = before + (after - before) / 2
-        store.settings.update({"clock_offset_s": round((middle - server).total_seconds(), 1),
-                               "last_server_time": server_time})
+    offset = clock_offset_s(server_time, before, after)
+    if offset is not None:
+        store.settings.update({"clock_offset_s": offset, "last_server_time": server_time})
 
 
 def unpair(store: Store, tokens: TokenStore) -> None:

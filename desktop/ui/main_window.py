@@ -13,13 +13,23 @@ from desktop.services.reminders import Reminder
 from desktop.sync import SyncResult
 from desktop.ui.context import UiContext
 from desktop.ui.qt import (
-    QApplication, QFrame, QGridLayout, QHBoxLayout, QKeySequence, QLabel, QMainWindow, QPushButton, QShortcut,
-    QStackedWidget, QSystemTrayIcon, Qt, QTimer, QVBoxLayout, QWidget, announce, isValid,
+    QApplication, QFrame, QGridLayout, QKeySequence, QMainWindow, QShortcut, QStackedWidget, QSystemTrayIcon, Qt, QTimer, QVBoxLayout, QWidget, announce, isValid,
 )
 from desktop.ui.theme import apply_theme, chinese_font_available
 from desktop.ui.widgets import Banner, Chip, FocusRing, WrapButton, label, repolish
 
 LANG_BUTTON = "中文 / English"
+
+
+def place(grid: QGridLayout, cells: list[tuple[QWidget, int, int, int]], stretch_column: int) -> None:
+    """Re-lay ``grid`` with (widget, row, column, column span) cells; one column takes the slack."""
+    for widget, *_ in cells:
+        grid.removeWidget(widget)
+    for c in range(grid.columnCount()):
+        grid.setColumnStretch(c, 0)
+    for widget, row, col, span in cells:
+        grid.addWidget(widget, row, col, 1, span)
+    grid.setColumnStretch(stretch_column, 1)
 
 
 class Header(QFrame):
@@ -46,22 +56,12 @@ class Header(QFrame):
         self.arrange(False)
 
     def arrange(self, two_rows: bool) -> None:
-        for w in (self.title, self.chip, self.lang, self.settings):
-            self.grid.removeWidget(w)
-        for c in range(5):
-            self.grid.setColumnStretch(c, 0)
-        if two_rows:
-            self.grid.addWidget(self.title, 0, 0, 1, 4)
-            self.grid.addWidget(self.chip, 1, 0)
-            self.grid.addWidget(self.lang, 1, 2)
-            self.grid.addWidget(self.settings, 1, 3)
-            self.grid.setColumnStretch(1, 1)
+        if two_rows:   # title alone on top; chip | stretch | language | settings below
+            place(self.grid, [(self.title, 0, 0, 4), (self.chip, 1, 0, 1), (self.lang, 1, 2, 1),
+                              (self.settings, 1, 3, 1)], stretch_column=1)
         else:
-            self.grid.addWidget(self.title, 0, 0)
-            self.grid.addWidget(self.chip, 0, 1)
-            self.grid.addWidget(self.lang, 0, 2)
-            self.grid.addWidget(self.settings, 0, 3)
-            self.grid.setColumnStretch(0, 1)
+            place(self.grid, [(self.title, 0, 0, 1), (self.chip, 0, 1, 1), (self.lang, 0, 2, 1),
+                              (self.settings, 0, 3, 1)], stretch_column=0)
 
     def toggle_language(self) -> None:
         self.ctx.set_language("en" if self.ctx.lang == "zh-CN" else "zh-CN")
@@ -102,20 +102,12 @@ class StatusBar(QFrame):
         self.arrange(False)
 
     def arrange(self, two_rows: bool) -> None:
-        for w in (self.text, self.attention, self.send):
-            self.grid.removeWidget(w)
-        for c in range(3):
-            self.grid.setColumnStretch(c, 0)
-        if two_rows:
-            self.grid.addWidget(self.text, 0, 0, 1, 3)
-            self.grid.addWidget(self.attention, 1, 1)
-            self.grid.addWidget(self.send, 1, 2)
-            self.grid.setColumnStretch(0, 1)
+        if two_rows:   # the sentence on its own row, the buttons below it on the right
+            place(self.grid, [(self.text, 0, 0, 3), (self.attention, 1, 1, 1), (self.send, 1, 2, 1)],
+                  stretch_column=0)
         else:
-            self.grid.addWidget(self.text, 0, 0)
-            self.grid.addWidget(self.attention, 0, 1)
-            self.grid.addWidget(self.send, 0, 2)
-            self.grid.setColumnStretch(0, 1)
+            place(self.grid, [(self.text, 0, 0, 1), (self.attention, 0, 1, 1), (self.send, 0, 2, 1)],
+                  stretch_column=0)
 
     def refresh(self) -> None:
         tr, st = self.ctx.tr, self.ctx.status()

@@ -57,14 +57,18 @@ def make_window(qtbot, tmp_path, paired: bool = True, lang: str = "en", show_sco
         scene_pair(store, show_scores=show_scores)
     server = server or FakeServer(participant="001-017")
     ctx = UiContext(store, scene_clock(), transport_factory=lambda url, token: server, language=lang)
-    w = Navigator(ctx)
+    return App(qtbot, show_window(qtbot, Navigator(ctx)), server)
+
+
+def show_window(qtbot, w: Navigator) -> Navigator:
+    """Show at 1024×820, exposed and active, with a focused control."""
     qtbot.addWidget(w)
     w.resize(1024, 820)
     w.show()
     qtbot.waitExposed(w)
     w.activateWindow()
     qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=3000)
-    return App(qtbot, w, server)
+    return w
 
 
 @pytest.fixture

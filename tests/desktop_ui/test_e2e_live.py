@@ -12,11 +12,11 @@ from desktop.clock import SystemClock
 from desktop.store import Store
 from desktop.ui.context import UiContext
 from desktop.ui.main_window import Navigator
-from desktop.ui.qt import QApplication, QLabel, QLineEdit, isValid
+from desktop.ui.qt import QLabel, QLineEdit, isValid
 from desktop.ui.widgets import WrapButton
 
 from tests.desktop_ui import flows
-from tests.desktop_ui.conftest import App, K
+from tests.desktop_ui.conftest import App, K, show_window
 from tests.support.live_server import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.qt]
@@ -27,13 +27,7 @@ def live_app(qtbot, tmp_path):
     with LiveServer(subjects=("S-017",)) as srv:
         store = Store(tmp_path / "client")
         ctx = UiContext(store, SystemClock(), server_url=srv.url, language="en")
-        w = Navigator(ctx)
-        qtbot.addWidget(w)
-        w.resize(1024, 820)
-        w.show()
-        qtbot.waitExposed(w)
-        w.activateWindow()
-        qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=3000)
+        w = show_window(qtbot, Navigator(ctx))
         app = App(qtbot, w, None)
         yield app, srv
         app.settle()

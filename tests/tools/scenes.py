@@ -6,7 +6,6 @@ one screen. The data are synthetic: participant 001-017, first dose 2026-03-10, 
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo

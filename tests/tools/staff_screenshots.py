@@ -11,7 +11,6 @@ also taken at 200 % zoom (a 640 px wide window at device scale 2, as a 1280 px s
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -145,6 +144,41 @@ def shoot(out: Path, url: str, srv: DemoServer, only: str = "") -> list[Path]:
     return taken
 
 
+def shoot_site_dosing(out: Path, only: str = "") -> list[Path]:
+    """The staff dose-entry form exists only where the protocol doses at the site: a second server
+    whose protocol file says ``location = "site"``."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from shared.protocol import PROTOCOL_DIR
+
+    if only and not any(name.startswith(only) for name in ("50-dose-entry", "51-dose-entry-errors")):
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix="site-dosing-"))
+    protocol = tmp / "site-dosing.toml"
+    protocol.write_text((PROTOCOL_DIR / "nct06598202.toml").read_text(encoding="utf-8")
+                        .replace('location = "home"', 'location = "site"'), encoding="utf-8")
+    taken: list[Path] = []
+    with DemoServer(staff_email="unused@demo.example", env={"ALS_EPRO_PROTOCOL": str(protocol)}) as srv, \
+            sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        for lang in LANGS:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale=lang)
+            _login(page, srv.url, srv.email("coordinator"))
+            _set_lang(page, lang)
+            page.goto(f"{srv.url}/staff/participants/001-006/doses/new")
+            for name in ("50-dose-entry", "51-dose-entry-errors"):
+                path = out / f"{lang}-{name}.png"
+                page.screenshot(path=str(path), full_page=True)
+                taken.append(path)
+                page.check("input[name=nostrils][value=none]")
+                page.click("button[type=submit].primary")
+            page.close()
+        browser.close()
+    return taken
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="screenshots/staff")
@@ -154,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         taken = shoot(Path(args.out), srv.url, srv, args.only)
         from tests.tools.review_screenshots import shoot as shoot_review  # the review pages (rNN-*)
         taken += shoot_review(Path(args.out), srv, args.only)
+    taken += shoot_site_dosing(Path(args.out), args.only)
     for path in taken:
         print(path)
     print(f"{len(taken)} screenshots in {args.out}", file=sys.stderr)

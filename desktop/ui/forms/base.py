@@ -350,9 +350,7 @@ class WizardForm(Screen):
     def _open_who(self, item: str) -> None:
         self.a["_who_open"] = item
         self.refresh()
-        w = self.page.column.findChild(WrapButton, "who_participant")
-        if w is not None:
-            w.setFocus()
+        self.focus_named("who_participant")
 
     def _set_who(self, item: str, value: str) -> None:
         self.a.pop("_who_open", None)

@@ -15,7 +15,7 @@ from desktop.services.entries import nostrils_given
 from desktop.services.fmt import hhmm, long_date, long_datetime, short_date
 from desktop.services.today import planned_doses, protocol_of
 from desktop.ui.forms.base import Opt, Step, WizardForm
-from desktop.ui.qt import QLineEdit, Qt
+from desktop.ui.qt import QLineEdit
 
 
 class DoseForm(WizardForm):
@@ -80,12 +80,6 @@ class DoseForm(WizardForm):
         self.save()
         self.refresh()
         self.focus_named("timeOk")
-
-    def focus_named(self, name: str) -> None:
-        from desktop.ui.widgets import WrapButton
-        w = self.page.column.findChild(WrapButton, name)
-        if w is not None:
-            w.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _accept_time(self) -> None:
         moment = self.proposed_time()

@@ -46,6 +46,14 @@ class Screen(QWidget):
     def first_focus(self) -> QWidget | None:
         return self._first
 
+    def focus_named(self, name: str) -> bool:
+        """Focus the control called ``name`` on the page as now built (old pages await deletion)."""
+        for w in self.page.column.findChildren(QWidget, name):
+            if not w.isHidden():
+                w.setFocus(Qt.FocusReason.OtherFocusReason)
+                return True
+        return False
+
     # --- small builders ---------------------------------------------------------------------------
     def add(self, widget: QWidget) -> QWidget:
         self.body.addWidget(widget)

@@ -128,9 +128,7 @@ class HistoryScreen(Screen):
     def _toggle_table(self) -> None:
         self.as_table = not self.as_table
         self.refresh()
-        toggle = self.page.column.findChild(WrapButton, "chartToggle")
-        if toggle is not None:
-            toggle.setFocus()
+        self.focus_named("chartToggle")
 
     def _table(self, series) -> QTableWidget:
         table = QTableWidget(len(series), 1 + len(DOMAINS))
@@ -237,8 +235,6 @@ class EntryScreen(Screen):
     def _toggle(self) -> None:
         self.full_receipt = not self.full_receipt
         self.refresh()
-        t_ = self.page.column.findChild(WrapButton, "receiptToggle")
-        if t_ is not None:
-            t_.setFocus()
+        self.focus_named("receiptToggle")
 
 

@@ -133,18 +133,12 @@ class SettingsScreen(Screen):
     def _ask_unpair(self) -> None:
         self.confirm_unpair = True
         self.refresh()
-        self._focus("unpairNo")
+        self.focus_named("unpairNo")
 
     def _cancel_unpair(self) -> None:
         self.confirm_unpair = False
         self.refresh()
-        self._focus("unpair")
-
-    def _focus(self, name: str) -> None:
-        from desktop.ui.widgets import WrapButton
-        w = self.page.column.findChild(WrapButton, name)
-        if w is not None:
-            w.setFocus()
+        self.focus_named("unpair")
 
     def _unpair(self) -> None:
         self.confirm_unpair = False

@@ -41,8 +41,10 @@ Slots on the participant page (``staff/participant.html``)
     ``staff/review/_flag_actions.html`` is included inside every safety flag (variables ``flag``,
     ``desc``, ``state``, ``p``), ``staff/review/_record_actions.html`` inside every record panel
     (``rec``, ``p``), ``staff/review/_participant_end.html`` after the records (``p``, ``summary``,
-    ``records``). The same places are Jinja blocks ``flag_actions``, ``record_actions`` and
-    ``participant_end`` for a template that extends the page. Missing files are skipped.
+    ``records``). The flag and end slots are also Jinja blocks ``flag_actions`` and
+    ``participant_end`` for a template that extends the page; the record slot lives in the
+    ``record_panel`` macro (``staff/_record.html``), so it shows on the record page too. Missing
+    files are skipped.
 
 Flag states and navigation
     :func:`register_flag_states` takes ``fn(db, participant_id) -> {flag_key: state}``; a flag

@@ -6,10 +6,10 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.instruments import load_instrument
-from desktop.services.i18n import tr as t
 from shared.vocab import NASAL_SYMPTOMS, NOSTRILS
 
 from desktop.services.fmt import long_date, long_datetime
+from desktop.services.i18n import tr as t
 
 
 def _w(obj: dict[str, str] | None, lang: str) -> str:

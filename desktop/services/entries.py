@@ -15,12 +15,13 @@ from marshmallow import ValidationError
 
 from shared.errors import FieldError
 from shared.instruments import load_instrument
-from desktop.services.i18n import tr as t
 from shared.schemas import record_errors
 from shared.vocab import ALSFRS_ITEM_KEYS_5A, ALSFRS_ITEM_KEYS_5B, NASAL_SYMPTOMS, NOSTRILS
 
 from desktop.clock import Clock, local_iso, utc_iso
+from desktop.services.i18n import tr as t
 from desktop.services.safety import safety_notice_needed
+from desktop.services.today import protocol_of
 from desktop.store import Draft, Entry, Store
 
 SCHEMA_VERSION = 1
@@ -207,4 +208,4 @@ class EntryService:
         except ValidationError as exc:
             errors = [FieldError(**e) for e in exc.messages["errors"]]  # type: ignore[index]
             raise EntryInvalid(errors) from None
-        return Submitted(entry, safety_notice_needed(entry.envelope))
+        return Submitted(entry, safety_notice_needed(entry.envelope, protocol_of(self.store)))

@@ -1,20 +1,36 @@
 """When the client shows the safety notice after Submit (contract §4), and what it names.
 
-The notice is due on an entry with a symptom at 3, ``allergic_signs`` ≥ 1, ``epistaxis_needed_help``,
-``cough_choking_dosing`` ≥ 2 or a ``coughed_choked`` loss. ``shared.flags.safety_notice_needed`` is the
-team's one definition once it exists; until then :func:`_local_needed` implements the same conditions.
+``shared.flags.safety_notice_needed`` is the team's one definition of *when*; :func:`safety_findings`
+says *what* the person reported, in words, with the same thresholds (the protocol's ``[flags]``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from shared.flags import safety_notice_needed as _needed
+from shared.protocol import Protocol
 from shared.vocab import NASAL_SYMPTOMS
 
 
-def safety_findings(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+_KEYS = ("symptom_severe", "allergic_signs_min", "cough_choking_min")
+
+
+def _usable(protocol: Protocol | None) -> Protocol | None:
+    """The protocol when its ``[flags]`` name all three thresholds, else None (the contract's values)."""
+    return protocol if protocol is not None and all(k in protocol.flags for k in _KEYS) else None
+
+
+def _thresholds(protocol: Protocol | None) -> tuple[int, int, int]:
+    flags = protocol.flags if protocol is not None else {}
+    return (int(flags.get("symptom_severe", 3)), int(flags.get("allergic_signs_min", 1)),
+            int(flags.get("cough_choking_min", 2)))
+
+
+def safety_findings(record: Mapping[str, Any], protocol: Protocol | None = None) -> list[tuple[str, dict[str, Any]]]:
     """What the person reported that calls for the notice: (message key, params); ``symptom`` is a
     symptom code the screen words from the instrument file."""
+    severe, allergic, cough = _thresholds(_usable(protocol))
     payload = record.get("payload") or {}
     out: list[tuple[str, dict[str, Any]]] = []
     if record.get("type") == "nasal_symptoms":
@@ -23,11 +39,11 @@ def safety_findings(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]
             grade = symptoms.get(name)
             if grade is None:
                 continue
-            if grade >= 3:
+            if grade >= severe:
                 out.append(("safety.finding.severe", {"symptom": name}))
-            elif name == "allergic_signs" and grade >= 1:
+            elif name == "allergic_signs" and grade >= allergic:
                 out.append(("safety.finding.allergic", {}))
-            elif name == "cough_choking_dosing" and grade >= 2:
+            elif name == "cough_choking_dosing" and grade >= cough:
                 out.append(("safety.finding.cough_choking", {}))
         if payload.get("epistaxis_needed_help"):
             out.append(("safety.finding.epistaxis_help", {}))
@@ -37,18 +53,5 @@ def safety_findings(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]
     return out
 
 
-def _local_needed(record: Mapping[str, Any]) -> bool:
-    return bool(safety_findings(record))
-
-
-def _shared_rule() -> Callable[[Mapping[str, Any]], bool] | None:
-    try:
-        from shared.flags import safety_notice_needed  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return safety_notice_needed
-
-
-def safety_notice_needed(record: Mapping[str, Any]) -> bool:
-    rule = _shared_rule()
-    return bool(rule(record)) if rule is not None else _local_needed(record)
+def safety_notice_needed(record: Mapping[str, Any], protocol: Protocol | None = None) -> bool:
+    return bool(_needed(record, _usable(protocol)))

@@ -5,7 +5,9 @@ import pytest
 from shared.schemas import load_record
 
 from desktop.services.entries import EntryInvalid
-from desktop.services.safety import _local_needed, safety_findings, safety_notice_needed
+from shared.protocol import load_protocol
+
+from desktop.services.safety import safety_findings, safety_notice_needed
 
 from tests.desktop.helpers import fill_alsfrs, fill_dose, fill_nasal
 from tests.shared.factories import dose, nasal
@@ -100,8 +102,9 @@ def test_unanswered_alsfrs_lists_every_missing_item(entries):
 ])
 def test_safety_notice_conditions(env, expected):
     load_record(env)
-    assert _local_needed(env) is expected
     assert safety_notice_needed(env) is expected
+    # the words shown name something exactly when the shared rule asks for the notice
+    assert bool(safety_findings(env, load_protocol())) is safety_notice_needed(env, load_protocol())
 
 
 def test_safety_findings_name_what_was_reported():

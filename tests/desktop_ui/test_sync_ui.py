@@ -216,3 +216,16 @@ def test_every_widget_is_reachable_by_keyboard_on_today(app):
     assert stops.index("history") < stops.index("sendNow") < stops.index("settings")
     assert all(isinstance(x, str) and x for x in stops)
     assert QWidget  # keep import used
+
+
+def test_safety_notice_names_each_finding_in_the_persons_language(make_app):
+    from shared.vocab import NASAL_SYMPTOMS
+    app = make_app(lang="zh-CN")
+    d = app.ctx.entries.start("nasal_symptoms", {"date": "2026-03-13", "dosing_day": True})
+    d.answers = {"respondent": "caregiver", "sought_medical_care": False,
+                 "symptoms": dict({n: 0 for n in NASAL_SYMPTOMS}, headache=3, allergic_signs=1,
+                                  cough_choking_dosing=2)}
+    app.w.after_submit(app.ctx.entries.submit(d, app.ctx.lang))
+    text = labels(app)
+    assert "您报告了：重度头痛。" in text and "您报告了：过敏迹象。" in text and "滴药时咳嗽或呛咳" in text
+    assert "不会被实时查看" in text and "120" in text

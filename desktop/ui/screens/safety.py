@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from desktop.services.i18n import tr as t
-
+from desktop.services.describe import nasal_symptom
 from desktop.services.safety import safety_findings
 from desktop.services.today import protocol_of
 from desktop.ui.qt import Qt
@@ -27,10 +26,9 @@ class SafetyScreen(Screen):
         heading = self.text(self.heading_text(), "heading")
         heading.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         heading.setAccessibleName(self.heading_text())
-        self._first = heading
         lang = self.ctx.lang
         if self.entry is not None:
-            for key, params in safety_findings(self.entry.envelope):
+            for key, params in safety_findings(self.entry.envelope, protocol_of(self.ctx.store)):
                 words = {k: nasal_symptom(v)["title"].get(lang, v) for k, v in params.items()}
                 self.text(self.tr("safety.you_reported", what=self.tr(key, **words)))
         self.text(self.tr("safety.not_watched"), role="strong")

@@ -96,7 +96,7 @@ class _Batch:
         return row["id"]
 
     def reject(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> dict[str, Any]:
-        record_id = body.get("id") if isinstance(body, dict) else None
+        record_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
         qid = self.quarantine(body, sha, errors, reason)
         action = "security.device_binding" if reason == "device_binding" else "record.reject"
         write_audit(self.db, self.actor, action, entity="record" if record_id else "quarantine",

@@ -152,3 +152,17 @@ def test_a_cursor_beyond_sqlite_s_integers_is_400(fuzz):
     resp = app.test_client().get(f"{API_PREFIX}/sync/changes?since={cursor}",
                                  headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 400 and resp.get_json()["code"] == "sync.cursor_invalid"
+
+
+def test_a_rejected_record_whose_id_is_not_text_is_answered_with_id_null(fuzz):
+    """Found by the negative-mode fuzz: the result echoed ``"id": -604163`` (the document says a
+    string or null) — any JSON value a client sent came back as the result's id."""
+    app, token = fuzz
+    for bad in ("-604163", "{\"x\": [1, 2]}", "true"):
+        resp = app.test_client().post(f"{API_PREFIX}/sync/records", data=_body_with("id", bad),
+                                      headers={"Authorization": f"Bearer {token}",
+                                               "Content-Type": "application/json"})
+        result = resp.get_json()["results"][0]
+        assert resp.status_code == 200 and result["status"] == "rejected" and result["id"] is None
+        assert {"field": "id", "rule": "format.uuid"} in [{k: e[k] for k in ("field", "rule")}
+                                                          for e in result["errors"]]

@@ -34,7 +34,9 @@ Templates (``server/templates/staff/``)
     ``staff/_macros.html`` (``chip``, ``field``, ``errors_summary``, ``severity_chip``, ...). Every
     template gets ``staff``, ``staff_site``, ``lang``, ``_(key, **params)`` (messages),
     ``can(permission, site_id=None)``, ``csrf_field()`` (put it in every POST form), ``demo``,
-    ``site_tz`` and the filters ``local(tz)``, ``utc``, ``rel``, ``date``, ``study_day``.
+    ``site_tz``, ``label_text(code)`` and the filters ``local(tz)`` / ``local_nozone`` /
+    ``local_short`` (local time), ``utc``, ``rel`` ("3 h ago"), ``date`` / ``date_short``,
+    ``study_day`` and ``check_code``. In Python: ``web.lang()``, ``web.signed_in()``, ``web.can()``.
     Strings live in ``shared/messages/*.json``; review pages use their own file (``review.json``).
 
 Slots on the participant page (``staff/participant.html``)

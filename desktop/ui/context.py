@@ -30,6 +30,7 @@ def _http(url: str, token: str | None) -> Transport:
 class UiContext(QObject):
     language_changed = Signal(str)
     scale_changed = Signal(float)
+    contrast_changed = Signal()
     data_changed = Signal()                 # entries, pairing or protocol changed
     sync_started = Signal()
     sync_finished = Signal(object)          # SyncResult
@@ -83,6 +84,22 @@ class UiContext(QObject):
         if scale != self._scale:
             self._scale = scale
             self.scale_changed.emit(scale)
+
+    @property
+    def contrast(self) -> str:
+        """"system" (follow the platform), "on" or "off"."""
+        return self.store.settings.get("contrast", "system")
+
+    def set_contrast(self, value: str) -> None:
+        self.store.settings.set("contrast", value)
+        self.contrast_changed.emit()
+
+    @property
+    def high_contrast(self) -> bool:
+        from desktop.ui.theme import system_high_contrast
+        if self.contrast in ("on", "off"):
+            return self.contrast == "on"
+        return system_high_contrast()
 
     def step_scale(self, direction: int) -> None:
         i = min(range(len(TEXT_SCALES)), key=lambda k: abs(TEXT_SCALES[k] - self._scale))

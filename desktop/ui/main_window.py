@@ -13,7 +13,8 @@ from desktop.services.reminders import Reminder
 from desktop.sync import SyncResult
 from desktop.ui.context import UiContext
 from desktop.ui.qt import (
-    QApplication, QFrame, QGridLayout, QKeySequence, QMainWindow, QShortcut, QStackedWidget, QSystemTrayIcon, Qt, QTimer, QVBoxLayout, QWidget, announce, isValid,
+    QApplication, QColor, QFrame, QGridLayout, QGuiApplication, QKeySequence, QMainWindow, QShortcut,
+    QStackedWidget, QSystemTrayIcon, Qt, QTimer, QVBoxLayout, QWidget, announce, isValid,
 )
 from desktop.ui.theme import apply_theme, chinese_font_available
 from desktop.ui.widgets import Banner, Chip, FocusRing, WrapButton, label, repolish
@@ -177,6 +178,13 @@ class Navigator(QMainWindow):
 
         ctx.language_changed.connect(self._language_changed)
         ctx.scale_changed.connect(lambda _s: self._apply_theme())
+        ctx.contrast_changed.connect(self._apply_theme)
+        self._hints = QGuiApplication.styleHints()        # kept alive: Qt owns it, PySide must not drop it
+        try:
+            self._hints.accessibility().contrastPreferenceChanged.connect(
+                lambda _p: self.ctx.contrast == "system" and self._apply_theme())
+        except AttributeError:  # Qt < 6.10
+            pass
         ctx.data_changed.connect(self._data_changed)
         ctx.sync_started.connect(self.status.refresh)
         ctx.sync_finished.connect(self._sync_finished)
@@ -346,7 +354,10 @@ class Navigator(QMainWindow):
 
     def _apply_theme(self) -> None:
         app = QApplication.instance()
-        apply_theme(app, self.ctx.lang, self.ctx.scale)
+        high = self.ctx.high_contrast
+        apply_theme(app, self.ctx.lang, self.ctx.scale, high)
+        self.ring.colour = QColor("#FFFF00" if high else "#1A1A1A")
+        self.ring.gap_colour = QColor("#000000" if high else "#FFFFFF")
         self.header.arrange(self.ctx.scale >= 1.5)
         self.status.arrange(self.ctx.scale >= 1.5)
         screen = self.current()

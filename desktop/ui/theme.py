@@ -107,6 +107,39 @@ QProgressBar::chunk {{ background: {SELECTED}; }}
 """
 
 
-def apply_theme(app: QApplication, lang: str, scale: float) -> None:
+#: high contrast (ux rule 9): black ground, white text, yellow borders, selection and focus
+HIGH_CONTRAST = {
+    "#FFFFFF": "#000000", "#F4F6F8": "#000000", "#F2F2F2": "#000000", "#EEEEEE": "#000000",
+    "#E8E8E8": "#262626", "#FFF6C8": "#3A3A00", "#DADADA": "#000000", "#E6EFF8": "#000000",
+    "#E8F5E9": "#000000", "#FFF4E0": "#000000", "#FDECEC": "#000000",
+    INK: "#FFFFFF", SECONDARY: "#FFFFFF", "#3D3D3D": "#FFFFFF", BORDER: "#FFFF00", "#C8CDD2": "#FFFF00",
+    "#9E9E9E": "#FFFF00", "#7A7A7A": "#FFFF00", "#8A8A8A": "#FFFF00", SELECTED: "#FFFF00",
+    "#093F6E": "#FFFF00", "#1B5E20": "#7CFC00", "#8A4B00": "#FFD700", "#B00020": "#FF8A80",
+}
+
+
+def recolour(css: str, mapping: dict[str, str]) -> str:
+    """Swap every colour of ``mapping`` in one pass (so a swapped colour is never swapped again)."""
+    import re
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)),
+                         re.IGNORECASE)
+    upper = {k.upper(): v for k, v in mapping.items()}
+    return pattern.sub(lambda m: upper[m.group(0).upper()], css)
+
+
+def system_high_contrast() -> bool:
+    """Qt 6.10+: the platform's high-contrast setting."""
+    try:
+        from desktop.ui.qt import QGuiApplication, Qt
+        hints = QGuiApplication.styleHints()
+        return hints.accessibility().contrastPreference() == Qt.ContrastPreference.HighContrast
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def apply_theme(app: QApplication, lang: str, scale: float, high_contrast: bool = False) -> None:
     app.setFont(app_font(lang, scale))
-    app.setStyleSheet(stylesheet(scale))
+    css = stylesheet(scale)
+    if high_contrast:
+        css = recolour(css, HIGH_CONTRAST).replace("border: 2px solid", "border: 3px solid")
+    app.setStyleSheet(css)

@@ -279,6 +279,7 @@ class FocusRing(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.colour = QColor("#1A1A1A")
+        self.gap_colour = QColor("#FFFFFF")
         self._hooked: set[int] = set()
         QApplication.instance().focusChanged.connect(self._focus)
         self._watched: list[QWidget] = []
@@ -342,7 +343,7 @@ class FocusRing(QWidget):
     def paintEvent(self, _event: Any) -> None:  # noqa: N802
         p = QPainter(self)
         p.setClipRect(self.clip)
-        white = QPen(QColor("#FFFFFF"), self.GAP)
+        white = QPen(self.gap_colour, self.GAP)
         p.setPen(white)
         p.drawRect(self.rect().adjusted(self.WIDTH + 1, self.WIDTH + 1, -self.WIDTH - 1, -self.WIDTH - 1))
         pen = QPen(self.colour, self.WIDTH)

@@ -172,3 +172,14 @@ def test_text_size_has_four_steps_and_200_percent_grows_everything(app):
                             timeout=3000)
     app.qtbot.keyClick(app.w, K.Key_Minus, Qt.KeyboardModifier.ControlModifier)
     assert app.ctx.scale == 1.5
+
+
+def test_high_contrast_follows_the_setting(app):
+    app.w.show_settings()
+    assert app.ctx.contrast == "system" and not app.ctx.high_contrast   # offscreen: no preference
+    app.find(QWidget, "contrast_on").click()
+    css = QApplication.instance().styleSheet()
+    assert "#FFFF00" in css and "#0B4F8A" not in css
+    assert app.w.ring.colour.name() == "#ffff00"
+    app.find(QWidget, "contrast_off").click()
+    assert "#0B4F8A" in QApplication.instance().styleSheet()

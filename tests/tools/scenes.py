@@ -170,6 +170,12 @@ DOSE_GIVEN = {"respondent": "caregiver", "given": True, "administered_by": "care
               "volume": {"left": "full", "right": "partial"}, "retained": {"left": True, "right": False},
               "loss": ["sneezed"], "kit_number": "K-0417"}
 
+def _high_contrast(w) -> None:
+    w.ctx.set_contrast("on")
+    _form("alsfrs_r", {"respondent": "caregiver", "gastrostomy": False, "items": {"1": 4, "2": 4, "3": 3}},
+          "item:3")(w)
+
+
 # (name, needs pairing, build)
 SCENES: list[tuple[str, bool, Callable]] = [
     ("01-pairing", False, lambda w: w.show_pairing()),
@@ -212,5 +218,6 @@ SCENES: list[tuple[str, bool, Callable]] = [
     ("25-settings", True, lambda w: w.show_settings()),
     ("26-revoked", True, _revoked),
     ("27-overdue", True, _overdue),
+    ("28-high-contrast", True, _high_contrast),
 ]
 CHART_SCENES = {"23-history-chart"}

@@ -59,6 +59,17 @@ class SettingsScreen(Screen):
             rb.toggled.connect(lambda on, c=code: on and ctx.set_language(c))
             self.langs.addButton(rb)
             self.add(rb)
+        # contrast
+        self.text(self.tr("settings.contrast"), "stem")
+        self.contrasts = QButtonGroup(self)
+        for value in ("system", "on", "off"):
+            rb = QRadioButton(self.tr(f"settings.contrast.{value}"))
+            rb.setObjectName(f"contrast_{value}")
+            rb.setAccessibleName(f"{self.tr('settings.contrast')}: {self.tr(f'settings.contrast.{value}')}")
+            rb.setChecked(ctx.contrast == value)
+            rb.toggled.connect(lambda on, v=value: on and ctx.set_contrast(v))
+            self.contrasts.addButton(rb)
+            self.add(rb)
         # reminders
         self.text(self.tr("settings.reminders"), "stem")
         times = {**DEFAULT_TIMES, **(ctx.store.settings.get("reminder_times") or {})}

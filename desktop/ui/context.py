@@ -31,6 +31,7 @@ class UiContext(QObject):
     language_changed = Signal(str)
     scale_changed = Signal(float)
     contrast_changed = Signal()
+    reminder_times_changed = Signal()
     data_changed = Signal()                 # entries, pairing or protocol changed
     sync_started = Signal()
     sync_finished = Signal(object)          # SyncResult

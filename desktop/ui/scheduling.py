@@ -22,8 +22,14 @@ def start_scheduler(ctx: UiContext) -> QtScheduler:
                   replace_existing=True)
     sched.add_job(ctx.check_reminders, "interval", minutes=REMINDER_CHECK_EVERY_MIN, id="reminders",
                   replace_existing=True)
+    schedule_reminders(sched, ctx)
+    ctx.reminder_times_changed.connect(lambda: schedule_reminders(sched, ctx))
+    sched.start()
+    return sched
+
+
+def schedule_reminders(sched: QtScheduler, ctx: UiContext) -> None:
+    """(Re)register one cron job per reminder at the times chosen in Settings."""
     for name, at in reminder_times(ctx.store).items():
         sched.add_job(ctx.check_reminders, "cron", hour=at.hour, minute=at.minute,
                       id=f"reminder:{name}", replace_existing=True)
-    sched.start()
-    return sched

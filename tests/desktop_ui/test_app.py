@@ -11,7 +11,9 @@ from pathlib import Path
 
 from desktop.app import parse_args
 from desktop.store import Store
+from desktop.ui.qt import QLineEdit
 from desktop.ui.scheduling import start_scheduler
+from desktop.ui.widgets import WrapButton
 
 from tests.desktop.helpers import fill_alsfrs
 from tests.tools.scenes import pair
@@ -54,6 +56,12 @@ def test_scheduler_jobs_and_the_hop_to_the_main_thread(app):
         assert {"sync", "reminders", "reminder:dose", "reminder:diary", "reminder:alsfrs"} <= set(jobs)
         assert jobs["sync"].trigger.interval.total_seconds() == 60
         assert str(jobs["reminder:diary"].trigger.fields[5]) == "20"        # hour field of the cron
+        app.w.show_settings()
+        field = app.find(QLineEdit, "time_diary")
+        field.setText("21:30")
+        app.find(WrapButton, "saveTimes").click()
+        diary = sched.get_job("reminder:diary").trigger
+        assert (str(diary.fields[5]), str(diary.fields[6])) == ("21", "30")
     finally:
         sched.shutdown(wait=False)
     app.ctx.entries.submit(fill_alsfrs(app.ctx.entries), "en")

@@ -138,6 +138,7 @@ class SettingsScreen(Screen):
                 self.refresh()
                 return
         self.ctx.store.settings.set("reminder_times", out)
+        self.ctx.reminder_times_changed.emit()
         self.message = self.tr("settings.times_saved")
         self.refresh()
 

@@ -77,7 +77,9 @@ QPushButton[big="true"] {{ min-height: {h64}px; font-size: {s("option")}px; font
 QPushButton[option="true"] {{ min-height: {h64 - 12}px; padding: 4px 8px; background: #FFFFFF; }}
 QPushButton[option="true"] QLabel {{ font-size: {s("option")}px; font-weight: 500; background: transparent; }}
 QPushButton[option="true"] QLabel#num {{ border: 2px solid {BORDER}; border-radius: 6px; font-weight: 700;
-  background: #FFFFFF; color: {INK}; }}
+  background: #FFFFFF; color: {INK}; min-width: {max(40, s("option") + 20)}px; max-width: {max(40, s("option") + 20)}px;
+  min-height: {max(40, s("option") + 20)}px; max-height: {max(40, s("option") + 20)}px; }}
+QPushButton[selected="true"] {{ border: 3px solid {SELECTED}; background: #E6EFF8; font-weight: 700; }}
 QPushButton[option="true"][selected="true"] {{ background: {SELECTED}; border: 3px solid {SELECTED}; }}
 QPushButton[option="true"][selected="true"]:focus {{ border: 4px solid {INK}; }}
 QPushButton[option="true"][selected="true"] QLabel {{ color: #FFFFFF; font-weight: 700; }}

@@ -47,7 +47,7 @@ class WrapButton(QPushButton):
             self.num = QLabel(number)
             self.num.setObjectName("num")
             self.num.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.num.setFixedSize(44, 44)
+            self.num.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
             self.num.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
             lay.addWidget(self.num, 0, Qt.AlignmentFlag.AlignVCenter)
         self.text_label = QLabel()

@@ -25,6 +25,10 @@ DEMO_STAFF = (("investigator@demo.als-epro", "investigator"), ("coordinator@demo
               ("monitor@demo.als-epro", "monitor"), ("admin@demo.als-epro", "admin"))
 
 
+#: the device the demo shows as silent for more than 48 hours
+SILENT_DEVICE = ("001-002", "caregiver")
+
+
 class DemoRefused(RuntimeError):
     """The target database exists and is not a demo database (exit 2)."""
 
@@ -77,6 +81,7 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
     from server.db import open_db, write_tx
     from server.migrations import migrate
     from server.store.audit import Actor, write_audit
+    from server.store.devices import touch
     from server.store.pairing import issue_pairing_code, redeem_pairing_code
     from server.store.participants import enroll
     from server.store.records import ingest
@@ -127,6 +132,7 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
                 code_text = code["code"] if isinstance(code, dict) else code
                 paired = redeem_pairing_code(db, code_text, dev.name, client_addr="127.0.0.1",
                                              now=issued + timedelta(minutes=2))
+                last_heard = issued
                 for env in dev.records:
                     arrived = datetime.fromisoformat(env["entered_at"]) + timedelta(minutes=4)
                     results = ingest(db, paired.device, [env], protocol=protocol, client_time=arrived,
@@ -134,6 +140,13 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
                     if results[0]["status"] != "accepted":
                         raise RuntimeError(f"demo record refused: {results[0]}")
                     count += 1
+                    last_heard = arrived
+                # devices check in for schedule changes between entries: heard from two hours ago, except
+                # the one the demo shows as silent (a caregiver laptop not heard from for three days)
+                silent = (person.subject, dev.role) == SILENT_DEVICE
+                heard = now - (timedelta(days=3) if silent else timedelta(hours=2))
+                with write_tx(db):
+                    touch(db, paired.device["id"], max(last_heard, heard) if not silent else heard)
             result.participants.append({"subject": person.subject, "story": person.story, "records": count})
             result.records += count
         return result

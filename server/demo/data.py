@@ -42,7 +42,7 @@ class DemoParticipant:
 # (subject, days since first dose, onset, story, special events)
 PLAN = [
     ("001-001", 27, "2025-06", "Four weeks in, everything on time; slow decline.", set()),
-    ("001-002", 24, "2025-04-10", "Nosebleed that needed help on day 5; a missed dose 3.", {"epistaxis", "missed_dose"}),
+    ("001-002", 24, "2025-04-10", "Nosebleed that needed help on day 5; a missed dose 3; caregiver laptop silent 3 days.", {"epistaxis", "missed_dose"}),
     ("001-003", 12, "2025-09", "In the DLT window; allergic signs the day after dose 4.", {"allergic"}),
     ("001-004", 26, "2025-02-20", "ALSFRS-R 4 points below baseline and breathing item at 3.", {"decline", "respiratory"}),
     ("001-005", 5, "2025-11", "Early in the DLT window; two diaries on day 3; cough at dosing.", {"second_diary", "cough"}),

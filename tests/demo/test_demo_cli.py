@@ -63,3 +63,16 @@ def test_demo_rebuilds_a_demo_database_and_refuses_any_other(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM sites").fetchone()[0] == 1
     finally:
         db.close()
+
+
+def test_demo_shows_exactly_one_silent_device(tmp_path):
+    from server.store.devices import silent_devices
+
+    db_path = tmp_path / "demo.sqlite"
+    assert cli(db_path, "demo").returncode == 0
+    db = open_db(str(db_path))
+    try:
+        silent = silent_devices(db, 48)
+        assert [(d["name"]) for d in silent] == ["001-002 caregiver laptop"]
+    finally:
+        db.close()

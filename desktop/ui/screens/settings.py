@@ -35,41 +35,18 @@ class SettingsScreen(Screen):
         ctx = self.ctx
         if self.message:
             self.text(self.message, "stem")
-        # text size
-        self.text(self.tr("settings.text_size"), "stem")
-        self.sizes = QButtonGroup(self)
-        for scale in TEXT_SCALES:
-            rb = QRadioButton(f"{round(scale * 100)} %   Aa 汉字")
-            rb.setObjectName(f"size_{round(scale * 100)}")
-            rb.setStyleSheet(f"font-size: {px('body', scale)}px;")
-            rb.setAccessibleName(self.tr("settings.text_size_option", percent=round(scale * 100)))
-            rb.setChecked(abs(scale - ctx.scale) < 0.01)
-            rb.toggled.connect(lambda on, s=scale: on and ctx.set_scale(s))
-            self.sizes.addButton(rb)
-            self.add(rb)
+        # text size, language, contrast: one radio group each
+        self.radio_group("settings.text_size", "size", [
+            (round(sc * 100), f"{round(sc * 100)} %   Aa 汉字", abs(sc - ctx.scale) < 0.01,
+             self.tr("settings.text_size_option", percent=round(sc * 100)), f"font-size: {px('body', sc)}px;")
+            for sc in TEXT_SCALES], lambda v: ctx.set_scale(v / 100))
         self.text(self.tr("settings.text_size_keys"), role="small")
-        # language
-        self.text(self.tr("settings.language"), "stem")
-        self.langs = QButtonGroup(self)
-        for code, words in (("zh-CN", "中文（简体）"), ("en", "English")):
-            rb = QRadioButton(words)
-            rb.setObjectName(f"lang_{code}")
-            rb.setAccessibleName(f"{self.tr('settings.language')}: {words}")
-            rb.setChecked(ctx.lang == code)
-            rb.toggled.connect(lambda on, c=code: on and ctx.set_language(c))
-            self.langs.addButton(rb)
-            self.add(rb)
-        # contrast
-        self.text(self.tr("settings.contrast"), "stem")
-        self.contrasts = QButtonGroup(self)
-        for value in ("system", "on", "off"):
-            rb = QRadioButton(self.tr(f"settings.contrast.{value}"))
-            rb.setObjectName(f"contrast_{value}")
-            rb.setAccessibleName(f"{self.tr('settings.contrast')}: {self.tr(f'settings.contrast.{value}')}")
-            rb.setChecked(ctx.contrast == value)
-            rb.toggled.connect(lambda on, v=value: on and ctx.set_contrast(v))
-            self.contrasts.addButton(rb)
-            self.add(rb)
+        self.radio_group("settings.language", "lang", [
+            (code, words, ctx.lang == code, "", "") for code, words in (("zh-CN", "中文（简体）"), ("en", "English"))],
+            ctx.set_language)
+        self.radio_group("settings.contrast", "contrast", [
+            (v, self.tr(f"settings.contrast.{v}"), ctx.contrast == v, "", "") for v in ("system", "on", "off")],
+            ctx.set_contrast)
         # reminders
         self.text(self.tr("settings.reminders"), "stem")
         times = {**DEFAULT_TIMES, **(ctx.store.settings.get("reminder_times") or {})}
@@ -127,6 +104,22 @@ class SettingsScreen(Screen):
                 self.button(self.tr("settings.cancel"), self._cancel_unpair, name="unpairNo", layout=row)
             else:
                 self.button(self.tr("settings.unpair"), self._ask_unpair, name="unpair")
+
+    def radio_group(self, heading: str, prefix: str, options: list[tuple], on_pick) -> QButtonGroup:
+        """A heading and one radio button per (value, text, checked, accessible name, style) option."""
+        self.text(self.tr(heading), "stem")
+        group = QButtonGroup(self)
+        for value, text, checked, name, style in options:
+            rb = QRadioButton(text)
+            rb.setObjectName(f"{prefix}_{value}")
+            rb.setAccessibleName(name or f"{self.tr(heading)}: {text}")
+            if style:
+                rb.setStyleSheet(style)
+            rb.setChecked(checked)
+            rb.toggled.connect(lambda on, v=value: on and on_pick(v))
+            group.addButton(rb)
+            self.add(rb)
+        return group
 
     def _save_times(self) -> None:
         out = {}

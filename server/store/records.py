@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -64,6 +66,41 @@ def _conflict(record_id: str) -> dict[str, Any]:
     return {"id": record_id, "status": "conflict", "errors": [_fe("id", "conflict")]}
 
 
+class _EntryCache:
+    """Schedule entries of stored records, keyed by ``(id, sha256)``: content-addressed, so an entry
+    is valid for any database holding that exact record, and stored records never change (corrections
+    are versions). Labelling a batch then parses only records it has not seen, instead of every
+    envelope the participant ever sent (quadratic over a large backlog). Bounded, thread-safe."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def stored(self, db: Database, participant_id: int) -> list[Entry]:
+        keys = db.execute("SELECT id, sha256 FROM records WHERE participant_id = ?", [participant_id]).fetchall()
+        with self._lock:
+            found = {k: self._entries.get(k) for k in keys}
+        missing = [rid for (rid, sha), entry in found.items() if entry is None]
+        if missing:
+            for start in range(0, len(missing), 500):
+                part = missing[start:start + 500]
+                for rid, sha, envelope in db.execute(
+                        f"SELECT id, sha256, envelope FROM records WHERE id IN ({','.join('?' * len(part))})",
+                        part).fetchall():
+                    found[(rid, sha)] = Entry.from_envelope(json.loads(envelope))
+        with self._lock:
+            for key, entry in found.items():
+                self._entries[key] = entry
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.limit:
+                self._entries.popitem(last=False)
+        return [found[k] for k in keys]
+
+
+_ENTRIES = _EntryCache()
+
+
 class _Batch:
     """State of one upload: the device, its participant, and what this batch already decided."""
 
@@ -77,6 +114,8 @@ class _Batch:
         self.candidates: list[tuple[int, Any]] = []       # (result index, ValidRecord)
         self.new_ids: dict[str, tuple[str, int]] = {}     # id -> (sha256, result index) in this batch
         self.seqs: list[int] = []
+        self.known: dict[str, tuple[dict | None, dict | None]] | None = None   # see prefetch()
+        self.dirty: set[str] = set()
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
@@ -97,6 +136,8 @@ class _Batch:
 
     def reject(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> dict[str, Any]:
         record_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+        if record_id is not None:
+            self.dirty.add(record_id)
         qid = self.quarantine(body, sha, errors, reason)
         action = "security.device_binding" if reason == "device_binding" else "record.reject"
         write_audit(self.db, self.actor, action, entity="record" if record_id else "quarantine",
@@ -119,7 +160,7 @@ class _Batch:
             earlier = self.earlier_outcome(record_id, sha)
             if earlier is not None:
                 return earlier
-        record, errors = record_errors(body, protocol=self.protocol)
+        record, errors = record_errors(body, protocol=self.protocol, sha256=sha)
         if record is None:
             return self.reject(body, sha, [e.as_dict() for e in errors], "invalid")
         p = self.participant
@@ -137,19 +178,42 @@ class _Batch:
             if first_sha != sha:
                 return self.conflict(record_id, sha)
             return {"id": record_id, "status": "duplicate", "_same_as": first_index}
+        if self.known is not None and record_id not in self.dirty:
+            record_row, quarantine_row = self.known.get(record_id, (None, None))
+            return self.outcome_of(record_id, sha, record_row, quarantine_row)
         return self.stored_outcome(record_id, sha)
+
+    def prefetch(self, envelopes: list[Any]) -> None:
+        """Read what the database already decided for this batch's ids in two queries, instead of
+        two per record. Ids quarantined during the batch are read again (``dirty``)."""
+        ids = list({b["id"] for b in envelopes if isinstance(b, dict) and isinstance(b.get("id"), str)})
+        known: dict[str, tuple[dict | None, dict | None]] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for row in query(self.db, "SELECT id, server_seq, received_at, sha256, labels FROM records"
+                                      f" WHERE id IN ({marks})", part):
+                known[row["id"]] = (row, None)
+            for row in query(self.db, "SELECT record_id, sha256, errors FROM quarantine"
+                                      f" WHERE record_id IN ({marks}) AND reason != 'device_binding'", part):
+                known[row["record_id"]] = (known.get(row["record_id"], (None, None))[0], row)
+        self.known = known
 
     def stored_outcome(self, record_id: str, sha: str) -> dict[str, Any] | None:
         """The outcome an id already has in the database (first version received decides)."""
         row = query_one(self.db, "SELECT server_seq, received_at, sha256, labels FROM records WHERE id = ?",
                         [record_id])
+        q = None if row is not None else query_one(
+            self.db, "SELECT sha256, errors FROM quarantine WHERE record_id = ? AND reason != 'device_binding'",
+            [record_id])
+        return self.outcome_of(record_id, sha, row, q)
+
+    def outcome_of(self, record_id: str, sha: str, row: dict | None, q: dict | None) -> dict[str, Any] | None:
         if row is not None:
             if row["sha256"] != sha:
                 return self.conflict(record_id, sha)
             return {"id": record_id, "status": "duplicate", "receipt": receipt(row),
                     "labels": json.loads(row["labels"])}
-        q = query_one(self.db, "SELECT sha256, errors FROM quarantine WHERE record_id = ?"
-                               " AND reason != 'device_binding'", [record_id])
         if q is not None:
             if q["sha256"] != sha:
                 return self.conflict(record_id, sha)
@@ -164,8 +228,8 @@ class _Batch:
         return _conflict(record_id)
 
     # --- storing the accepted ones ----------------------------------------------------------------
-    def timeline(self) -> Timeline:
-        tl = participant_timeline(self.db, self.participant)
+    def timeline(self, tl: Timeline) -> Timeline:
+        """The stored timeline ``tl``, moved by a dose 1 given in this batch."""
         given = [r.parsed["payload"]["administered_at"] for _, r in self.candidates
                  if r["type"] == "dose_confirmation" and r["payload"]["dose_number"] == 1
                  and r["payload"]["given"]]
@@ -178,9 +242,8 @@ class _Batch:
         if not self.candidates:
             return
         before = participant_timeline(self.db, self.participant)
-        timeline = self.timeline()
-        others = [Entry.from_envelope(json.loads(r["envelope"])) for r in query(
-            self.db, "SELECT envelope FROM records WHERE participant_id = ?", [self.participant["id"]])]
+        timeline = self.timeline(before)
+        others = _ENTRIES.stored(self.db, self.participant["id"])
         new_entries = [Entry.from_envelope(r.parsed) for _, r in self.candidates]
         timing = timing_labels_many(self.protocol, timeline, new_entries, others)
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
@@ -273,7 +336,9 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     now = now or utc_now()
     actor = actor or Actor.device(device["id"])
     with write_tx(db):
+        envelopes = list(envelopes)
         batch = _Batch(db, device, protocol, channel, actor, client_time, now)
+        batch.prefetch(envelopes)
         results = [batch.decide(i, body) for i, body in enumerate(envelopes)]
         batch.store(results)
         batch.record_seqs()

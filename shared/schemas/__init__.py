@@ -52,8 +52,13 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[FieldError]:
     return out
 
 
-def record_errors(envelope: Any, *, protocol: Any = None) -> tuple[ValidRecord | None, list[FieldError]]:
-    """Validate; return ``(record, [])`` or ``(None, errors)``. Never raises for bad input."""
+def record_errors(envelope: Any, *, protocol: Any = None,
+                  sha256: str | None = None) -> tuple[ValidRecord | None, list[FieldError]]:
+    """Validate; return ``(record, [])`` or ``(None, errors)``. Never raises for bad input.
+
+    ``sha256``: the envelope's :func:`shared.canonical.record_sha256` when the caller already has it
+    (the server hashes every upload before validating it); otherwise it is computed here.
+    """
     if not isinstance(envelope, Mapping):
         return None, [FieldError("_record", "type.object", "A record must be a JSON object.")]
     raw = strip_server_fields(envelope)
@@ -81,7 +86,7 @@ def record_errors(envelope: Any, *, protocol: Any = None) -> tuple[ValidRecord |
         unique = [e for e in errors if (e.field, e.rule) not in seen and not seen.add((e.field, e.rule))]
         return None, unique
     record = ValidRecord(raw)
-    record.sha256 = record_sha256(raw)
+    record.sha256 = sha256 or record_sha256(raw)
     record.parsed = {**env, "payload": payload}
     record.labels = record_labels(record, protocol)
     return record, []

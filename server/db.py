@@ -1,15 +1,19 @@
 """SQLite connections for the server: WAL, foreign keys, a busy timeout, and explicit write locks.
 
 Use :func:`open_db` from the CLI, jobs and tests, and :func:`get_db` inside a request (one connection
-per request, closed at teardown). Every mutation runs inside :func:`write_tx`, which takes SQLite's
-write lock up front (``BEGIN IMMEDIATE``): concurrent writers, in threads or other processes, queue on
-the busy timeout instead of reading a stale audit chain head or ``server_seq`` and failing later.
+per worker thread, kept between requests; see :func:`_thread_db`). Every mutation runs inside
+:func:`write_tx`, which takes SQLite's write lock up front (``BEGIN IMMEDIATE``): concurrent writers
+queue instead of reading a stale audit chain head or ``server_seq`` and failing later — threads of
+one process on a Python lock per database file (woken the moment it is free), other processes on
+SQLite's busy timeout.
 Only this module touches ``flask.g``.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,12 +27,23 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
     """Open (creating if needed) the database file with the server's connection settings."""
     conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
     db = Database(conn, execute_plugins=False)
+    db.write_lock = _write_lock(path)
     with db.ensure_autocommit_on():
         db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA foreign_keys=ON")
     db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     db.execute("PRAGMA synchronous=FULL")
     return db
+
+
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(path: str | Path) -> threading.RLock:
+    key = os.path.realpath(str(path))
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.RLock())
 
 
 @contextmanager
@@ -41,15 +56,19 @@ def write_tx(db: Database) -> Iterator[Database]:
         with db.atomic():
             yield db
         return
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    else:
-        db.conn.execute("COMMIT")
+    # SQLite's busy handler sleeps in growing steps while another connection writes; threads of this
+    # process wait on a lock instead and start the moment the writer commits
+    lock = getattr(db, "write_lock", None) or _write_lock(db.execute("PRAGMA database_list").fetchone()[2])
+    with lock:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        else:
+            db.conn.execute("COMMIT")
 
 
 def query(db: Database, sql: str, params: tuple | list | dict = ()) -> list[dict]:
@@ -64,22 +83,53 @@ def query_one(db: Database, sql: str, params: tuple | list | dict = ()) -> dict 
 
 # --- Flask glue --------------------------------------------------------------------------------
 
+_held = threading.local()
+
+
+def _thread_db(path: str, busy_timeout_ms: int) -> Database:
+    """This worker thread's connection to ``path``, kept between requests.
+
+    Opening a WAL database (four pragmas) and closing it (the last connection to close checkpoints)
+    cost about as much as a one-record upload, so each thread keeps one connection. It is reopened
+    when the thread is asked for another file, or when the file at ``path`` is no longer the one it
+    opened (replaced by a restore while stopped, or a test's new file at the same path).
+    """
+    try:
+        st = os.stat(path)
+        identity = (path, busy_timeout_ms, st.st_dev, st.st_ino)
+    except OSError:
+        identity = None
+    held = getattr(_held, "db", None)
+    if held is not None and identity is not None and held[0] == identity:
+        return held[1]
+    if held is not None:
+        held[1].close()
+        _held.db = None
+    db = open_db(path, busy_timeout_ms=busy_timeout_ms)
+    if identity is None:
+        st = os.stat(path)
+        identity = (path, busy_timeout_ms, st.st_dev, st.st_ino)
+    _held.db = (identity, db)
+    return db
+
+
 def get_db() -> Database:
-    """The request's connection, opened on first use."""
+    """The request's connection: this thread's kept connection to the configured database."""
     from flask import current_app, g
 
     if "db" not in g:
-        g.db = open_db(current_app.config["DB"],
-                       busy_timeout_ms=current_app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        g.db = _thread_db(str(current_app.config["DB"]), current_app.config["SQLITE_BUSY_TIMEOUT_MS"])
     return g.db
 
 
 def close_db(_exc: BaseException | None = None) -> None:
+    """End of request: nothing may stay open in the kept connection (a failed handler's
+    transaction is rolled back; ``write_tx`` normally did that already)."""
     from flask import g
 
     db = g.pop("db", None)
-    if db is not None:
-        db.close()
+    if db is not None and db.conn.in_transaction:
+        db.conn.rollback()
 
 
 def init_app(app) -> None:

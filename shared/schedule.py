@@ -166,6 +166,13 @@ def _is_pre_dose(tl: Timeline, e: Entry) -> bool:
 def match_entries(protocol: Protocol, timeline: Timeline, entries: Iterable[Entry]) -> tuple[list[DueItem], list[Entry]]:
     """Assign entries to scheduled items. Returns the items and the entries that matched none."""
     items = planned_items(protocol, timeline)
+    return items, match_into(timeline, items, entries)
+
+
+def match_into(timeline: Timeline, items: list[DueItem], entries: Iterable[Entry]) -> list[Entry]:
+    """Assign entries, in ``(entered_at, id)`` order, to ``items`` (changed in place); return the
+    entries that matched none. ``items`` is :func:`planned_items` for a fresh matching, or the items
+    of an earlier matching whose entries all sort before these (the matching continues)."""
     by_key = {i.key: i for i in items}
     unmatched: list[Entry] = []
     for e in sorted(entries, key=lambda x: (x.entered_at, x.id)):
@@ -203,7 +210,7 @@ def match_entries(protocol: Protocol, timeline: Timeline, entries: Iterable[Entr
         target.record_ids.append(e.id)
         if target.key != "alsfrs:baseline" and timeline.local_date(e.entered_at) > target.closes:
             target.late = True
-    return items, unmatched
+    return unmatched
 
 
 def compute_schedule(protocol: Protocol, timeline: Timeline, now: datetime,
@@ -249,8 +256,18 @@ def timing_labels_many(protocol: Protocol, timeline: Timeline, entries: Iterable
     Same rules as :func:`timing_labels`; the server labels a whole upload batch with this, so the
     cost does not grow with the square of the batch.
     """
+    return timing_labels_after(protocol, timeline, planned_items(protocol, timeline), entries, others)
+
+
+def timing_labels_after(protocol: Protocol, timeline: Timeline, items: list[DueItem],
+                        entries: Iterable[Entry], others: Iterable[Entry] = ()) -> dict[str, list[str]]:
+    """:func:`timing_labels_many` continuing a matching: ``items`` (changed in place) is
+    :func:`planned_items`, or the items of an earlier matching of entries that all sort before
+    ``others`` and ``entries`` by ``(entered_at, id)``. The labels are then the same as matching
+    everything from the start; the server keeps the items between uploads so a new entry is not
+    matched against the participant's whole history again."""
     entries = list(entries)
-    items, unmatched = match_entries(protocol, timeline, [*others, *entries])
+    unmatched = match_into(timeline, items, [*others, *entries])
     unmatched_ids = {e.id for e in unmatched}
     late_ids = {rid for it in items if it.late for rid in it.record_ids}
     filled = {it.key for it in items if it.record_ids}

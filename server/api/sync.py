@@ -33,12 +33,11 @@ def upload():
             FieldError("records", "max_records",
                        f"At most {current_app.config['MAX_RECORDS']} records per request.")])
     # the envelopes are judged one by one in ingest(); here only the wrapper's own fields
-    problems = SyncRequestSchema(only=("client_time",)).validate(
-        {k: v for k, v in body.items() if k == "client_time"})
+    wrapper = SyncRequestSchema(only=("client_time",))
+    problems = wrapper.validate({k: v for k, v in body.items() if k == "client_time"})
     if problems:
         raise EproError("validation.invalid", 400, errors=flatten_errors(problems))
-    client_time = SyncRequestSchema(only=("client_time",)).load(
-        {"client_time": body.get("client_time")})["client_time"]
+    client_time = wrapper.load({"client_time": body.get("client_time")})["client_time"]
     results = ingest(get_db(), g.device, records, protocol=protocol(), client_time=client_time)
     return jsonify({"results": results, "server_time": server_time()})
 

@@ -18,8 +18,10 @@ Per record, in this order:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -37,7 +39,7 @@ from shared.canonical import record_sha256
 from shared.errors import FieldError
 from shared.messages import t
 from shared.protocol import Protocol
-from shared.schedule import Entry, Timeline, timing_labels_many
+from shared.schedule import Entry, Timeline, planned_items, timing_labels_after
 from shared.schemas import record_errors
 from shared.schemas.fields import SAFE_INT
 
@@ -101,6 +103,51 @@ class _EntryCache:
 _ENTRIES = _EntryCache()
 
 
+class _MatchedCache:
+    """Each participant's schedule matching after their last stored batch (items with the records
+    they hold), so the next batch — entered after everything stored, the usual case — is matched on
+    top of it (:func:`shared.schedule.timing_labels_after`) rather than against the whole history.
+
+    Used only when the database still agrees: same file, same number of records for the participant
+    and the same last ``server_seq`` (so nothing was added by another process or rolled back), and
+    the same timeline. Otherwise the batch is matched from scratch and the result kept."""
+
+    def __init__(self, limit: int = 2_000) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[tuple, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def where(db: Database, participant_id: int) -> tuple:
+        path = db.execute("PRAGMA database_list").fetchone()[2]
+        try:
+            st = os.stat(path)
+            return (path, st.st_dev, st.st_ino, participant_id)
+        except OSError:
+            return (path, None, None, participant_id)
+
+    def get(self, where: tuple, timeline: Timeline, count: int, last_seq: int) -> tuple | None:
+        with self._lock:
+            kept = self._kept.get(where)
+        if kept is None or kept[:3] != (timeline, count, last_seq):
+            return None
+        items, last_key = kept[3], kept[4]
+        copies = [copy.copy(i) for i in items]
+        for c in copies:
+            c.record_ids = list(c.record_ids)
+        return copies, last_key
+
+    def put(self, where: tuple, timeline: Timeline, count: int, last_seq: int, items: list, last_key: tuple) -> None:
+        with self._lock:
+            self._kept[where] = (timeline, count, last_seq, items, last_key)
+            self._kept.move_to_end(where)
+            while len(self._kept) > self.limit:
+                self._kept.popitem(last=False)
+
+
+_MATCHED = _MatchedCache()
+
+
 class _Batch:
     """State of one upload: the device, its participant, and what this batch already decided."""
 
@@ -116,6 +163,7 @@ class _Batch:
         self.seqs: list[int] = []
         self.known: dict[str, tuple[dict | None, dict | None]] | None = None   # see prefetch()
         self.dirty: set[str] = set()
+        self.ahead: dict[int, tuple[str, Any, list[FieldError]]] = {}   # see _validate_ahead()
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
@@ -151,7 +199,8 @@ class _Batch:
 
     # --- one record -------------------------------------------------------------------------------
     def decide(self, index: int, body: Any) -> dict[str, Any]:
-        sha = body_sha256(body)
+        ahead = self.ahead.get(index)
+        sha = ahead[0] if ahead else body_sha256(body)
         claimed = body.get("participant") if isinstance(body, dict) else None
         if claimed != self.device["subject"]:
             return self.reject(body, sha, [_fe("participant", "device_binding")], "device_binding")
@@ -160,7 +209,7 @@ class _Batch:
             earlier = self.earlier_outcome(record_id, sha)
             if earlier is not None:
                 return earlier
-        record, errors = record_errors(body, protocol=self.protocol, sha256=sha)
+        record, errors = ahead[1:] if ahead else record_errors(body, protocol=self.protocol, sha256=sha)
         if record is None:
             return self.reject(body, sha, [e.as_dict() for e in errors], "invalid")
         p = self.participant
@@ -243,9 +292,24 @@ class _Batch:
             return
         before = participant_timeline(self.db, self.participant)
         timeline = self.timeline(before)
-        others = _ENTRIES.stored(self.db, self.participant["id"])
         new_entries = [Entry.from_envelope(r.parsed) for _, r in self.candidates]
-        timing = timing_labels_many(self.protocol, timeline, new_entries, others)
+        pid = self.participant["id"]
+        count, last_seq = self.db.execute("SELECT COUNT(*), COALESCE(MAX(server_seq), 0) FROM records"
+                                          " WHERE participant_id = ?", [pid]).fetchone()
+        where = _MATCHED.where(self.db, pid)
+        first_new = min((e.entered_at, e.id) for e in new_entries)
+        kept = _MATCHED.get(where, timeline, count, last_seq)
+        if kept is not None and first_new > kept[1]:
+            # the usual case: everything new was entered after everything stored
+            items, last_key = kept
+            timing = timing_labels_after(self.protocol, timeline, items, new_entries)
+        else:
+            others = _ENTRIES.stored(self.db, pid)
+            items = planned_items(self.protocol, timeline)
+            timing = timing_labels_after(self.protocol, timeline, items, new_entries, others)
+            last_key = max(((e.entered_at, e.id) for e in others), default=first_new)
+        last_key = max(last_key, max((e.entered_at, e.id) for e in new_entries))
+        inserted = 0
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
@@ -289,7 +353,11 @@ class _Batch:
                               "receipt": {"server_seq": next_seq, "received_at": self.received_at,
                                           "sha256": record.sha256},
                               "labels": labels}
+            inserted += 1
             next_seq += 1
+        if inserted:
+            # if this transaction rolls back, the count no longer matches and the next batch starts over
+            _MATCHED.put(where, timeline, count + inserted, next_seq - 1, items, last_key)
         if timeline.dose1_administered_at != before.dose1_administered_at:
             add_change(self.db, self.participant["id"], "timeline",
                        timeline_change(self.db, self.participant), now=self.now)
@@ -322,6 +390,29 @@ class _Batch:
                             [fresh[-1], self.device["id"]])
 
 
+def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
+                    protocol: Protocol) -> dict[int, tuple[str, Any, list[FieldError]]]:
+    """Hash and validate before the write lock is taken: both are pure (no clock, no database), so
+    other uploads can store meanwhile. Only envelopes that will need it: the device's own, with an id
+    the database does not hold yet (a replay needs no validation). ``decide`` uses the results."""
+    mine = {i: b for i, b in enumerate(envelopes) if isinstance(b, dict) and isinstance(b.get("id"), str)
+            and b.get("participant") == device["subject"]}
+    ids = list({b["id"] for b in mine.values()})
+    known: set[str] = set()
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        marks = ",".join("?" * len(part))
+        known.update(r[0] for r in db.execute(f"SELECT id FROM records WHERE id IN ({marks}) UNION"
+                                              f" SELECT record_id FROM quarantine WHERE record_id IN ({marks})",
+                                              part + part).fetchall())
+    out = {}
+    for i, body in mine.items():
+        if body["id"] not in known:
+            sha = body_sha256(body)
+            out[i] = (sha, *record_errors(body, protocol=protocol, sha256=sha))
+    return out
+
+
 def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, protocol: Protocol,
            client_time: datetime | None = None, channel: str = "sync", actor: Actor | None = None,
            now: datetime | None = None) -> list[dict[str, Any]]:
@@ -335,9 +426,11 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     """
     now = now or utc_now()
     actor = actor or Actor.device(device["id"])
+    envelopes = list(envelopes)
+    ahead = _validate_ahead(db, device, envelopes, protocol)
     with write_tx(db):
-        envelopes = list(envelopes)
         batch = _Batch(db, device, protocol, channel, actor, client_time, now)
+        batch.ahead = ahead
         batch.prefetch(envelopes)
         results = [batch.decide(i, body) for i, body in enumerate(envelopes)]
         batch.store(results)

@@ -8,9 +8,10 @@ key ``"errors"``. It never reads a wall clock.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 
 from shared.canonical import record_sha256, strip_server_fields
 from shared.errors import FieldError
@@ -20,6 +21,17 @@ from shared.schemas.records import (
 )
 
 __all__ = ["ValidRecord", "load_record", "flatten_errors", "record_errors", "ValidationError"]
+
+_schemas = threading.local()
+
+
+def _schema(cls: type[Schema]) -> Schema:
+    """One instance per schema class and thread: building a marshmallow schema deep-copies its
+    fields, which cost more than loading a record with it."""
+    cache = _schemas.__dict__.setdefault("by_class", {})
+    if cls not in cache:
+        cache[cls] = cls()
+    return cache[cls]
 
 
 class ValidRecord(dict):
@@ -64,7 +76,7 @@ def record_errors(envelope: Any, *, protocol: Any = None,
     raw = strip_server_fields(envelope)
     errors: list[FieldError] = []
     try:
-        env = EnvelopeSchema().load(raw)
+        env = _schema(EnvelopeSchema).load(raw)
     except ValidationError as exc:
         errors.extend(flatten_errors(exc.messages))
         env = exc.valid_data if isinstance(exc.valid_data, dict) else {}
@@ -72,7 +84,7 @@ def record_errors(envelope: Any, *, protocol: Any = None,
     rtype = env.get("type")
     if rtype in PAYLOAD_SCHEMAS and isinstance(raw.get("payload"), dict):
         try:
-            payload = PAYLOAD_SCHEMAS[rtype]().load(raw["payload"])
+            payload = _schema(PAYLOAD_SCHEMAS[rtype]).load(raw["payload"])
         except ValidationError as exc:
             errors.extend(flatten_errors(exc.messages, "payload"))
             payload = exc.valid_data if isinstance(exc.valid_data, dict) else {}

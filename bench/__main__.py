@@ -1,0 +1,101 @@
+"""``python -m bench`` (``make bench``): the four benchmarks of issue 6, printed as one table.
+
+    python -m bench                 # everything (a few minutes)
+    python -m bench --only 1,3      # some of them
+    python -m bench --records 2000  # a smaller sync backlog for a quick look
+
+Progress goes to stderr, the table (Markdown) to stdout. Nothing here asserts a time; never part of
+``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+
+from bench.common import Row, log, machine, ms, table, verdict
+
+
+def _sync_rows(r: dict) -> list[Row]:
+    served, split, base = r["served"], r["split"], r["baseline"]
+    total, validated, raw = served["total"], base["validated"], base["raw"]
+    ratio = total / validated
+    rows = [Row(f"1. Sync {r['n']:,} records: client engine → loopback HTTP → `serve` → stored",
+                f"{total:.2f} s", f"validate + one `insert_all`: {validated:.2f} s", f"{ratio:.2f}×",
+                "≤ 2×", verdict(ratio <= 2))]
+    http = served["round trips"] - split["parse"] - split["ingest"]
+    client_other = total - served["round trips"] - served.get("client receipts", 0.0)
+    stages = [("parse (JSON body)", split["parse"]), ("validate (`shared.schemas`)", split.get("validate", 0.0)),
+              ("hash (sha256)", split.get("hash", 0.0)), ("schedule labels", split.get("labels", 0.0)),
+              ("store (SQL)", split["store"]), ("audit (hash chain)", split.get("audit", 0.0)),
+              ("HTTP (waitress, Flask, auth)", http),
+              ("client receipts", served.get("client receipts", 0.0)), ("client other", client_other)]
+    for name, seconds in stages:
+        rows.append(Row(f"  stage: {name}", f"{seconds:.2f} s", f"raw `insert_all`: {raw:.2f} s",
+                        f"{seconds / raw:.1f}× raw" if raw else ""))
+    return rows
+
+
+def _throughput_rows(r: dict) -> list[Row]:
+    sync, bare = r["sync"], r["bare"]
+    share = sync["rate"] / bare["rate"]
+    return [
+        Row(f"2. Submits/s, {r['clients']} concurrent clients, waitress ({r['threads']} threads), "
+            f"{r['requests']:,} per endpoint",
+            f"{sync['rate']:,.0f}/s", f"bare parse-only endpoint: {bare['rate']:,.0f}/s", f"{share:.0%}",
+            "≥ 50%", verdict(share >= 0.5)),
+        Row("  latency p50 / p95", f"{ms(sync['p50'])} / {ms(sync['p95'])}",
+            f"bare: {ms(bare['p50'])} / {ms(bare['p95'])}"),
+        Row("  server CPU per request", ms(sync["server_cpu"]), f"bare: {ms(bare['server_cpu'])}",
+            f"{sync['server_cpu'] / bare['server_cpu']:.1f}×"),
+    ]
+
+
+def _staff_rows(r: dict) -> list[Row]:
+    if "pending" in r:
+        return [Row("3. Staff page of a participant with a year of daily entries", "pending", r["pending"],
+                    "", "< 200 ms", verdict(None))]
+    return [Row(f"3. Staff page of a participant with a year of daily entries ({r['records']} records)",
+                f"{ms(r['median'])} median", f"first request {ms(r['first'])}, max {ms(r['max'])}",
+                f"{r['bytes'] / 1e6:.1f} MB of HTML", "< 200 ms", verdict(r["median"] < 0.2))]
+
+
+def _desktop_rows(r: dict) -> list[Row]:
+    if "pending" in r:
+        return [Row("4. Desktop cold start to Today (offscreen)", "pending", r["pending"], "",
+                    "< 2 s, < 250 MB", verdict(None))]
+    ok = r["first"] < 2 and r["median"] < 2 and r["peak_mb"] < 250
+    return [Row("4. Desktop cold start to Today (offscreen, a year of history)",
+                f"{r['first']:.2f} s first, {r['median']:.2f} s median", f"screen reached: {r['screen']}",
+                f"peak {r['peak_mb']:.0f} MB", "< 2 s, < 250 MB", verdict(ok))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="1,2,3,4", help="comma-separated benchmark numbers")
+    p.add_argument("--records", type=int, default=10_000, help="sync backlog size for benchmark 1")
+    args = p.parse_args(argv)
+    wanted = {int(x) for x in args.only.split(",") if x.strip()}
+    m = machine()
+    rows = [Row("Machine", f"{m['cpus']} CPUs, {m['cpu']}, {m['ram']} RAM",
+                f"{m['os']}, Python {m['python']}, SQLite {m['sqlite']}", f"run {date.today().isoformat()}")]
+    if 1 in wanted:
+        from bench import sync
+        rows += _sync_rows(sync.run(args.records))
+    if 2 in wanted:
+        from bench import throughput
+        rows += _throughput_rows(throughput.run())
+    if 3 in wanted:
+        from bench import staff_page
+        rows += _staff_rows(staff_page.run())
+    if 4 in wanted:
+        from bench import desktop_start
+        rows += _desktop_rows(desktop_start.run())
+    log("")
+    print(table(rows), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Benchmark 3: the server's time to build one participant's staff page holding a year of daily
+entries (365 nasal diaries, the protocol's dose confirmations, monthly ALSFRS-R reports, each stored
+through the real ingest), as a signed-in investigator: a real ``GET /staff/participants/<subject>``
+through the Flask test client (no network), first request and the median of the following ones.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.common import log, median
+
+REPEAT = 20
+EMAIL, PASSWORD = "inv@bench.example", "bench password for the staff page"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _year_of_entries(subject: str, first_dose: datetime, protocol) -> list[dict[str, Any]]:
+    from tests.support.records import make_alsfrs, make_dose, make_nasal
+
+    out, seq = [], 0
+
+    def nxt() -> int:
+        nonlocal seq
+        seq += 1
+        return seq
+
+    out.append(make_alsfrs(subject, entered_at=first_dose - timedelta(days=2), device_seq=nxt()))
+    for day in range(365):
+        evening = first_dose + timedelta(days=day, hours=11)
+        if day + 1 in protocol.dose_days:
+            n = protocol.dose_days.index(day + 1) + 1
+            out.append(make_dose(subject, dose_number=n, entered_at=first_dose + timedelta(days=day, minutes=20),
+                                 device_seq=nxt()))
+        out.append(make_nasal(subject, entered_at=evening, device_seq=nxt(),
+                              grades={"congestion": day % 3, "sneezing": (day // 7) % 2}))
+        if day + 1 in protocol.alsfrs_days():
+            out.append(make_alsfrs(subject, entered_at=evening + timedelta(minutes=30),
+                                   score=4 if day < 180 else 3, device_seq=nxt()))
+    return out
+
+
+def run(repeat: int = REPEAT) -> dict[str, Any]:
+    from server import create_app
+    from server.db import open_db
+    from server.migrations import migrate
+    from server.store.audit import Actor
+    from server.store.pairing import issue_pairing_code, redeem_pairing_code
+    from server.store.participants import enroll
+    from server.store.records import ingest
+    from server.store.sites import add_site
+    from server.store.staff import add_staff
+    from shared.protocol import load_protocol
+
+    tmp = Path(tempfile.mkdtemp(prefix="als-epro-bench-staff-"))
+    try:
+        log("bench 3: staff page of a participant with a year of daily entries")
+        protocol = load_protocol()
+        cst = timezone(timedelta(hours=8))
+        first_dose = (datetime.now(cst) - timedelta(days=366)).replace(hour=9, minute=0, second=0, microsecond=0)
+        path = tmp / "server.sqlite"
+        db = open_db(path)
+        migrate(db)
+        add_site(db, "BJ01", "bench site", actor=Actor.cli())
+        add_staff(db, EMAIL, "BJ01", "investigator", PASSWORD, actor=Actor.cli())
+        enroll(db, "S-001", "BJ01", "2023-05", first_dose.date().isoformat(), actor=Actor.cli())
+        code = issue_pairing_code(db, "S-001", "participant", actor=Actor.cli())["code"]
+        device = redeem_pairing_code(db, code, "bench", client_addr="127.0.0.1").device
+        entries = _year_of_entries("S-001", first_dose, protocol)
+        for start in range(0, len(entries), 500):
+            results = ingest(db, device, entries[start:start + 500], protocol=protocol)
+            if any(r["status"] != "accepted" for r in results):
+                raise RuntimeError("bench data was not accepted")
+        db.close()
+
+        app = create_app({"DB": str(path)})
+        if "staff.login_form" not in app.view_functions:
+            return {"pending": "the staff pages are not in this build"}
+        client = app.test_client()
+        page = client.get("/staff/login", headers={"Accept": "text/html"})
+        token = CSRF.search(page.get_data(as_text=True)).group(1)
+        resp = client.post("/staff/login", data={"csrf_token": token, "email": EMAIL, "password": PASSWORD,
+                                                 "next": "/staff/participants"})
+        if resp.status_code not in (302, 303):
+            raise RuntimeError(f"sign-in failed: {resp.status_code}")
+        url = "/staff/participants/S-001"
+        times = []
+        size = 0
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            resp = client.get(url, headers={"Accept": "text/html"})
+            body = resp.get_data()
+            times.append(time.perf_counter() - t0)
+            if resp.status_code != 200 or b"S-001" not in body:
+                raise RuntimeError(f"participant page failed: {resp.status_code}")
+            size = len(body)
+        return {"records": len(entries), "first": times[0], "median": median(times[1:]),
+                "max": max(times[1:]), "bytes": size}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

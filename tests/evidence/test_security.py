@@ -295,6 +295,40 @@ def _text_of(path: Path) -> str:
     return path.read_bytes().decode("utf-8", "replace") if path.exists() else ""
 
 
+def _staff_sign_in(srv: LiveServer, password: str) -> "requests.Session":
+    """Sign in on the staff pages over HTTP as a browser does (form, CSRF, cookie)."""
+    import requests
+
+    session = requests.Session()
+    page = session.get(srv.url + "/staff/login", headers={"Accept": "text/html"}, timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    session.post(srv.url + "/staff/login", data={"csrf_token": token, "email": srv.staff_email,
+                                                 "password": password, "next": "/staff/participants"},
+                 headers={"Accept": "text/html"}, allow_redirects=False, timeout=30)
+    return session
+
+
+def test_staff_sign_in_over_http_keeps_the_password_and_the_cookie_out_of_every_trail(srv):
+    wrong = _staff_sign_in(srv, SENTINEL_PASSWORD + "-wrong")
+    assert "als_epro_staff" not in wrong.cookies
+    SECRETS["wrong staff password"] = SENTINEL_PASSWORD + "-wrong"
+    good = _staff_sign_in(srv, SENTINEL_PASSWORD)
+    cookie = good.cookies.get("als_epro_staff")
+    assert cookie and good.get(srv.url + "/staff/participants", headers={"Accept": "text/html"},
+                               timeout=30).status_code == 200
+    SECRETS["staff session cookie"] = cookie
+    actions = [r["action"] for r in server_rows(srv.db_path, "SELECT action FROM audit WHERE action LIKE 'staff.%'")]
+    assert "staff.login" in actions and "staff.login_failed" in actions
+    assert good.post(srv.url + "/staff/logout", data={"csrf_token": re.search(
+        r'name="csrf_token" value="([^"]+)"', good.get(srv.url + "/staff/participants",
+                                                        headers={"Accept": "text/html"}).text).group(1)},
+        allow_redirects=False, timeout=30).status_code == 303
+    # the ended session's cookie no longer opens anything
+    stale = good.get(srv.url + "/staff/participants", headers={"Accept": "text/html"}, allow_redirects=False,
+                     cookies={"als_epro_staff": cookie}, timeout=30)
+    assert stale.status_code in (302, 303, 401)
+
+
 def test_zz_no_password_token_or_pairing_code_in_any_log_audit_row_or_database(srv, device, tmp_path_factory):
     # the CLI reads a password on stdin and never echoes it
     added = srv.cli("staff", "add", "monitor@site.example", "--site", srv.site, "--role", "monitor",

@@ -48,15 +48,11 @@ def _year_of_entries(subject: str, first_dose: datetime, protocol) -> list[dict[
 
 def run(repeat: int = REPEAT) -> dict[str, Any]:
     from server import create_app
-    from server.db import open_db
-    from server.migrations import migrate
     from server.store.audit import Actor
-    from server.store.pairing import issue_pairing_code, redeem_pairing_code
-    from server.store.participants import enroll
     from server.store.records import ingest
-    from server.store.sites import add_site
     from server.store.staff import add_staff
     from shared.protocol import load_protocol
+    from tests.evidence.devices import new_server_db, pair_in_process
 
     tmp = Path(tempfile.mkdtemp(prefix="als-epro-bench-staff-"))
     try:
@@ -65,13 +61,9 @@ def run(repeat: int = REPEAT) -> dict[str, Any]:
         cst = timezone(timedelta(hours=8))
         first_dose = (datetime.now(cst) - timedelta(days=366)).replace(hour=9, minute=0, second=0, microsecond=0)
         path = tmp / "server.sqlite"
-        db = open_db(path)
-        migrate(db)
-        add_site(db, "BJ01", "bench site", actor=Actor.cli())
+        db = new_server_db(path, first_dose=first_dose.date().isoformat())
         add_staff(db, EMAIL, "BJ01", "investigator", PASSWORD, actor=Actor.cli())
-        enroll(db, "S-001", "BJ01", "2023-05", first_dose.date().isoformat(), actor=Actor.cli())
-        code = issue_pairing_code(db, "S-001", "participant", actor=Actor.cli())["code"]
-        device = redeem_pairing_code(db, code, "bench", client_addr="127.0.0.1").device
+        device = pair_in_process(db)
         entries = _year_of_entries("S-001", first_dose, protocol)
         for start in range(0, len(entries), 500):
             results = ingest(db, device, entries[start:start + 500], protocol=protocol)

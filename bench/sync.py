@@ -81,20 +81,11 @@ def in_process(tmp: Path, batches: list[tuple[list[dict], str]], first_dose: str
     import shared.schemas as schemas_mod
     from desktop.sync.transport import encode_body
     from server.api.schemas import SyncRequestSchema
-    from server.db import open_db
-    from server.migrations import migrate
-    from server.store.audit import Actor
-    from server.store.pairing import issue_pairing_code, redeem_pairing_code
-    from server.store.participants import enroll
-    from server.store.sites import add_site
     from shared.protocol import load_protocol
+    from tests.evidence.devices import new_server_db, pair_in_process
 
-    db = open_db(tmp / "inprocess.sqlite")
-    migrate(db)
-    add_site(db, site, "bench site", actor=Actor.cli())
-    enroll(db, "S-001", site, onset, first_dose, actor=Actor.cli())
-    code = issue_pairing_code(db, "S-001", "participant", actor=Actor.cli())["code"]
-    device = redeem_pairing_code(db, code, "bench", client_addr="127.0.0.1").device
+    db = new_server_db(tmp / "inprocess.sqlite", site=site, onset=onset, first_dose=first_dose)
+    device = pair_in_process(db)
     protocol = load_protocol()
     bodies = [encode_body({"records": recs, "client_time": ct}) for recs, ct in batches]
     stages = Stages()

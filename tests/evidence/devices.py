@@ -30,8 +30,10 @@ from desktop.sync.credentials import TokenStore
 from desktop.sync.pairing import pair_device
 from server.db import open_db
 from server.store.audit import Actor
-from server.store.pairing import issue_pairing_code
+from server.migrations import migrate
+from server.store.pairing import issue_pairing_code, redeem_pairing_code
 from server.store.participants import enroll
+from server.store.sites import add_site
 from tests.support.live_server import LiveServer
 from tests.support.records import make_alsfrs, make_dose, make_nasal
 
@@ -228,6 +230,24 @@ def live_server(tmp_dir: Path, subjects: tuple[str, ...], **kw: Any) -> Iterator
         yield srv
     finally:
         srv.stop()
+
+
+def new_server_db(path: Path, subjects: tuple[str, ...] = ("S-001",), *, site: str = "BJ01",
+                  onset: str = "2023-05", first_dose: str = "2025-03-01"):
+    """A migrated server database file with one site and these participants (no staff, so no
+    argon2 hashing); the open :class:`sqlite_utils.Database`."""
+    db = open_db(path)
+    migrate(db)
+    add_site(db, site, "Xuanwu Hospital study site", actor=Actor.cli())
+    for subject in subjects:
+        enroll(db, subject, site, onset, first_dose, actor=Actor.cli())
+    return db
+
+
+def pair_in_process(db, subject: str = "S-001", role: str = "participant") -> dict[str, Any]:
+    """A device row for ``subject``, paired through the store functions the pair endpoint calls."""
+    code = issue_pairing_code(db, subject, role, actor=Actor.cli())["code"]
+    return redeem_pairing_code(db, code, "in-process", client_addr="127.0.0.1").device
 
 
 def issue_codes(srv: LiveServer, wanted: list[tuple[str, str]]) -> list[str]:

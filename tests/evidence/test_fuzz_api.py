@@ -26,12 +26,9 @@ from schemathesis.specs.openapi.checks import (
 
 from server import create_app
 from server.api import API_PREFIX
-from server.db import open_db
-from server.migrations import migrate
 from server.store.audit import Actor
 from server.store.pairing import issue_pairing_code
-from server.store.participants import enroll
-from server.store.sites import add_site
+from tests.evidence.devices import new_server_db
 
 pytestmark = pytest.mark.slow
 SUBJECT = "S-001"
@@ -40,10 +37,7 @@ SUBJECT = "S-001"
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz-auth") / "server.sqlite"
-    db = open_db(path)
-    migrate(db)
-    add_site(db, "BJ01", "Xuanwu Hospital study site", actor=Actor.cli())
-    enroll(db, SUBJECT, "BJ01", "2023-05", "2025-03-01", actor=Actor.cli())
+    db = new_server_db(path, (SUBJECT,))
     code = issue_pairing_code(db, SUBJECT, "participant", actor=Actor.cli())["code"]
     db.close()
     app = create_app({"DB": str(path), "TESTING": True,

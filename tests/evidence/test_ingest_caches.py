@@ -20,12 +20,8 @@ from hypothesis import strategies as st
 
 import server.store.records as records
 from server.db import open_db
-from server.migrations import migrate
-from server.store.audit import Actor
-from server.store.pairing import issue_pairing_code, redeem_pairing_code
-from server.store.participants import enroll
-from server.store.sites import add_site
 from shared.protocol import load_protocol
+from tests.evidence.devices import new_server_db, pair_in_process
 from tests.support.records import make_alsfrs, make_dose, make_nasal
 
 PROTOCOL = load_protocol()
@@ -44,13 +40,8 @@ entry = st.tuples(
 
 
 def _database(tmp: Path, name: str):
-    db = open_db(tmp / f"{name}.sqlite")
-    migrate(db)
-    add_site(db, "BJ01", "site", actor=Actor.cli())
-    enroll(db, "S-001", "BJ01", "2023-05", "2025-03-01", actor=Actor.cli())
-    code = issue_pairing_code(db, "S-001", "participant", actor=Actor.cli())["code"]
-    device = redeem_pairing_code(db, code, "pc", client_addr="127.0.0.1").device
-    return db, device
+    db = new_server_db(tmp / f"{name}.sqlite")
+    return db, pair_in_process(db)
 
 
 def _envelopes(batch, seq, sent):

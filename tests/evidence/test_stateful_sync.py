@@ -22,13 +22,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from server import create_app
 from server.db import open_db
-from server.migrations import migrate
 from server.store.audit import Actor
 from server.store.pairing import issue_pairing_code
-from server.store.participants import enroll
-from server.store.sites import add_site
 from tests.evidence.devices import (
-    Device, WsgiAdapter, check_agreement, server_records, server_rows, wsgi_session,
+    Device, WsgiAdapter, check_agreement, new_server_db, server_records, server_rows, wsgi_session,
 )
 
 pytestmark = pytest.mark.slow
@@ -40,10 +37,7 @@ def template_db() -> Path:
     """A migrated server database with one site and one participant, made once per session."""
     if "path" not in _TEMPLATE:
         path = Path(tempfile.mkdtemp(prefix="als-sm-template-")) / "server.sqlite"
-        db = open_db(path)
-        migrate(db)
-        add_site(db, "BJ01", "Xuanwu Hospital study site", actor=Actor.cli())
-        enroll(db, "S-001", "BJ01", "2023-05", "2025-03-01", actor=Actor.cli())
+        db = new_server_db(path)
         with db.ensure_autocommit_on():
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()

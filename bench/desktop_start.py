@@ -3,18 +3,18 @@
 ``python -m desktop --smoke --data-dir DIR`` (the real entry point: store, services, Qt window; it
 prints the screen it reached and exits) on a data folder that is paired and holds a year of received
 entries. Wall time from spawning the process to its exit, and the peak resident set size the kernel
-reports for it (``wait4``). The first run is the coldest this machine offers without dropping the OS
+reports for it (``wait4``, from a small launcher process: a child's peak starts from its parent's size). The first run is the coldest this machine offers without dropping the OS
 file cache; the median is over the following runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -50,21 +50,29 @@ def _data_dir(root: Path) -> Path:
     return folder
 
 
+#: runs in a small fresh interpreter: a child's peak RSS (``ru_maxrss``) starts from its parent's
+#: size at fork, so the desktop must not be forked from this (large) benchmark process
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(proc.pid, 0)
+elapsed = time.perf_counter() - start
+out, err = proc.stdout.read().decode("utf-8", "replace"), proc.stderr.read().decode("utf-8", "replace")
+print(json.dumps({"elapsed": elapsed, "maxrss_kib": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status),
+                  "out": out.strip(), "err": err[-500:]}))
+"""
+
+
 def _one(folder: Path) -> tuple[float, float, str]:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO_ROOT)}
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "desktop", "--smoke", "--data-dir", str(folder)],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    out = proc.stdout.read().decode("utf-8", "replace").strip()
-    err = proc.stderr.read().decode("utf-8", "replace").strip()
-    proc.stdout.close()
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"desktop --smoke exited {proc.returncode}: {err[-500:]}")
-    return elapsed, usage.ru_maxrss / 1024, out     # ru_maxrss is in KiB on Linux
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "desktop", "--smoke",
+                           "--data-dir", str(folder)], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    r = json.loads(done.stdout)
+    if r["code"] != 0:
+        raise RuntimeError(f"desktop --smoke exited {r['code']}: {r['err']}")
+    return r["elapsed"], r["maxrss_kib"] / 1024, r["out"]
 
 
 def run(runs: int = RUNS) -> dict[str, Any]:

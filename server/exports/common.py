@@ -297,13 +297,28 @@ def utc_iso(value: str | datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: a text cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """:func:`csv_value` for a CSV cell: typed text that a spreadsheet would run as a formula is
+    prefixed with an apostrophe (``'=HYPERLINK(…)``). Numbers are never prefixed; the verbatim text
+    stays in the ODM and FHIR files and in the audit trail."""
+    text = csv_value(value)
+    if isinstance(value, str) and text.startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
 def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> Path:
-    """UTF-8 with a byte-order mark (spreadsheets then show Chinese correctly), CRLF line ends."""
+    """UTF-8 with a byte-order mark (spreadsheets then show Chinese correctly), CRLF line ends.
+    Text that would start a spreadsheet formula is defused by :func:`csv_cell`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([csv_value(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue().encode("utf-8-sig"))
     return path

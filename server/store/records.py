@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from sqlite_utils import Database
 
-from server.clock import iso, parse_iso, utc_now
+from server.clock import iso, utc_now
 from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change

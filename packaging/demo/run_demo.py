@@ -106,14 +106,24 @@ def walk_through(url: str, data_dir: Path, db: Path, demo: dict, out_dir: Path) 
                     + (f", receipt server_seq {receipt.get('server_seq')}" if receipt else ""))
     finally:
         store.close()
-    # staff page
+    # staff pages: sign in as the investigator and open the participant with a nosebleed flag
+    import re
+    import urllib.parse
+
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     try:
         html = opener.open(url + "/staff/login", timeout=10).read().decode("utf-8")
-        seen.append("staff: login page served" + (" with the DEMO banner" if "DEMO" in html else ""))
+        token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+        form = urllib.parse.urlencode({"csrf_token": token, "next": "", "email": demo["staff"][0]["email"],
+                                       "password": demo["password"]}).encode()
+        opener.open(url + "/staff/login", data=form, timeout=10).read()
+        page = opener.open(url + "/staff/participants/001-002", timeout=10).read().decode("utf-8")
+        banner = "with the DEMO banner" if "DEMO" in page else "WITHOUT the DEMO banner"
+        flagged = "nosebleed flag shown" if re.search(r"[Nn]osebleed|Epistaxis", page) else "no flag found"
+        seen.append(f"staff: signed in as {demo['staff'][0]['email']}; participant 001-002 page {banner}, {flagged}")
     except Exception as err:  # noqa: BLE001 - the demo reports what it saw
-        seen.append(f"staff: login page not available ({err})")
+        seen.append(f"staff: pages not reachable ({err})")
     # export
     exp = subprocess.run([PY, "-m", "server", "--db", str(db), "export", "--format", "all", "--out", str(out_dir)],
                          cwd=ROOT, capture_output=True, text=True)

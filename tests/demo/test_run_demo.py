@@ -20,4 +20,6 @@ def test_demo_walk_through(tmp_path):
     assert "DEMO" in text and "paired as participant 001-001" in text
     assert "state now 'received', receipt server_seq" in text
     assert "no display here" in text
+    assert "page with the DEMO banner, nosebleed flag shown" in text
+    assert "verify OK" in text
     assert db.exists() and f"demo database: {db}" in text

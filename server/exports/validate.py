@@ -3,7 +3,8 @@
 ``../shared/standards/`` (next to the repository) holds the CDISC ODM 1.3.2 XSD set and the HL7 FHIR R4
 JSON schema; ``ALS_EPRO_STANDARDS`` may point elsewhere. Both are loaded once per process, with a
 parser that never touches the network. :func:`standards_dir` returns None when the folder is absent
-(an installed server without it skips validation and says so in the manifest).
+(without any of them validation is skipped and the manifest says so). A copy ships in
+``server/exports/standards/``, so an installed server validates its exports too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def standards_dir() -> Path | None:
     env = os.environ.get("ALS_EPRO_STANDARDS")
     candidates = [Path(env)] if env else []
     root = Path(__file__).resolve().parents[2]
-    candidates += [root.parent / "shared" / "standards", root / "standards"]
+    # the team's reference copy beside the repository, then the copy shipped in this package
+    candidates += [root.parent / "shared" / "standards", Path(__file__).resolve().parent / "standards"]
     for c in candidates:
         if (c / ODM_XSD).is_file() and (c / FHIR_SCHEMA).is_file():
             return c

@@ -17,7 +17,7 @@ from desktop.ui.qt import (
     QStackedWidget, QSystemTrayIcon, Qt, QTimer, QVBoxLayout, QWidget, announce, isValid,
 )
 from desktop.ui.theme import apply_theme, chinese_font_available
-from desktop.ui.widgets import Banner, Chip, FocusRing, WrapButton, label, repolish
+from desktop.ui.widgets import Banner, Chip, ElidedLabel, FocusRing, WrapButton, label, repolish
 
 LANG_BUTTON = "中文 / English"
 
@@ -34,18 +34,18 @@ def place(grid: QGridLayout, cells: list[tuple[QWidget, int, int, int]], stretch
 
 
 class Header(QFrame):
-    """Title, "paired as" chip, language button, Settings. Two rows at large text sizes, so that
-    nothing is clipped at 200 %."""
+    """Title, "paired as" chip, language button, Settings. One row whenever it fits; when the title is
+    too long for one row at large text sizes, the title sits above the chip and the buttons stay on
+    the right beside both, so the header never takes more than about two text lines."""
 
     def __init__(self, ctx: UiContext, on_settings: Callable[[], None]) -> None:
         super().__init__()
         self.ctx = ctx
         self.setObjectName("header")
-        self.setMinimumHeight(64)
         self.grid = QGridLayout(self)
-        self.grid.setContentsMargins(20, 8, 20, 8)
+        self.grid.setContentsMargins(20, 6, 20, 6)
         self.grid.setHorizontalSpacing(12)
-        self.grid.setVerticalSpacing(6)
+        self.grid.setVerticalSpacing(2)
         self.title = label("", "title", wrap=True)
         self.chip = Chip("blue")
         self.lang = WrapButton(LANG_BUTTON)
@@ -54,15 +54,40 @@ class Header(QFrame):
         self.settings = WrapButton()
         self.settings.setObjectName("settings")
         self.settings.clicked.connect(on_settings)
+        self.stacked: bool | None = None
         self.arrange(False)
 
-    def arrange(self, two_rows: bool) -> None:
-        if two_rows:   # title alone on top; chip | stretch | language | settings below
-            place(self.grid, [(self.title, 0, 0, 4), (self.chip, 1, 0, 1), (self.lang, 1, 2, 1),
-                              (self.settings, 1, 3, 1)], stretch_column=1)
-        else:
-            place(self.grid, [(self.title, 0, 0, 1), (self.chip, 0, 1, 1), (self.lang, 0, 2, 1),
+    def arrange(self, stacked: bool) -> None:
+        if stacked == self.stacked:
+            return
+        self.stacked = stacked
+        if stacked:   # title over chip on the left; language and settings on the right beside both
+            place(self.grid, [(self.title, 0, 0, 1), (self.chip, 1, 0, 1), (self.lang, 0, 2, 1),
                               (self.settings, 0, 3, 1)], stretch_column=0)
+            self.grid.removeWidget(self.lang)
+            self.grid.removeWidget(self.settings)
+            self.grid.addWidget(self.lang, 0, 2, 2, 1, Qt.AlignmentFlag.AlignVCenter)
+            self.grid.addWidget(self.settings, 0, 3, 2, 1, Qt.AlignmentFlag.AlignVCenter)
+            self.grid.setAlignment(self.chip, Qt.AlignmentFlag.AlignLeft)
+        else:
+            place(self.grid, [(self.title, 0, 0, 1), (self.chip, 0, 1, 1), (self.lang, 0, 3, 1),
+                              (self.settings, 0, 4, 1)], stretch_column=2)
+
+    def fit(self) -> None:
+        """Choose one row if title, chip and buttons fit side by side at the current width."""
+        def one_line(w: QWidget, text: str, extra: int) -> int:
+            return w.fontMetrics().horizontalAdvance(text) + extra
+        need = one_line(self.title, self.title.text(), 8)
+        if not self.chip.isHidden():
+            need += self.chip.sizeHint().width() + 12
+        for b in (self.lang, self.settings):
+            need += one_line(b.text_label, b.text(), 64) + 12
+        m = self.grid.contentsMargins()
+        self.arrange(need > self.width() - m.left() - m.right())
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.fit()
 
     def toggle_language(self) -> None:
         self.ctx.set_language("en" if self.ctx.lang == "zh-CN" else "zh-CN")
@@ -79,36 +104,40 @@ class Header(QFrame):
             key = "header.paired_caregiver" if p.role == "caregiver" else "header.paired_participant"
             self.chip.set("blue", tr(key, subject=p.participant))
             self.chip.show()
+        self.fit()
 
 
 class StatusBar(QFrame):
-    """The sync sentence and "Send now", always visible (ux rule 22). Two rows at large text sizes."""
+    """The sync sentence, the draft-wording / version note under it, and "Send now", always visible
+    (ux rule 22), on one row. The sentence keeps to two lines (one at large text sizes) and the note to
+    one; anything cut is elided with "…" and stays whole in the tooltip and accessible description."""
 
     def __init__(self, ctx: UiContext, on_attention: Callable[[], None]) -> None:
         super().__init__()
         self.ctx = ctx
         self.setObjectName("statusbar")
-        self.setMinimumHeight(56)
         self.grid = QGridLayout(self)
-        self.grid.setContentsMargins(20, 6, 20, 6)
+        self.grid.setContentsMargins(20, 4, 20, 4)
         self.grid.setHorizontalSpacing(12)
-        self.grid.setVerticalSpacing(6)
-        self.text = label("", "statusText")
+        self.grid.setVerticalSpacing(0)
+        self.text = ElidedLabel("", "statusText", max_lines=2)
+        self.note = ElidedLabel("", role="small")
+        self.note.setObjectName("footer")
         self.attention = WrapButton()
         self.attention.setObjectName("attention")
         self.attention.clicked.connect(on_attention)
         self.send = WrapButton()
         self.send.setObjectName("sendNow")
         self.send.clicked.connect(lambda: ctx.sync_now())
-        self.arrange(False)
+        self.grid.addWidget(self.text, 0, 0)
+        self.grid.addWidget(self.note, 1, 0)
+        self.grid.addWidget(self.attention, 0, 1, 2, 1, Qt.AlignmentFlag.AlignVCenter)
+        self.grid.addWidget(self.send, 0, 2, 2, 1, Qt.AlignmentFlag.AlignVCenter)
+        self.grid.setColumnStretch(0, 1)
 
-    def arrange(self, two_rows: bool) -> None:
-        if two_rows:   # the sentence on its own row, the buttons below it on the right
-            place(self.grid, [(self.text, 0, 0, 3), (self.attention, 1, 1, 1), (self.send, 1, 2, 1)],
-                  stretch_column=0)
-        else:
-            place(self.grid, [(self.text, 0, 0, 1), (self.attention, 0, 1, 1), (self.send, 0, 2, 1)],
-                  stretch_column=0)
+    def arrange(self, compact: bool) -> None:
+        self.text.max_lines = 1 if compact else 2
+        self.text.updateGeometry()
 
     def refresh(self) -> None:
         tr, st = self.ctx.tr, self.ctx.status()
@@ -157,10 +186,8 @@ class Navigator(QMainWindow):
         col.addWidget(self.banners)
         self.stack = QStackedWidget()
         col.addWidget(self.stack, 1)
-        self.footer = label("", role="small")
-        self.footer.setContentsMargins(20, 2, 20, 2)
-        col.addWidget(self.footer)
         self.status = StatusBar(ctx, self.show_history)
+        self.footer = self.status.note
         col.addWidget(self.status)
         self.setCentralWidget(central)
         self.ring = FocusRing(central)
@@ -358,7 +385,6 @@ class Navigator(QMainWindow):
         apply_theme(app, self.ctx.lang, self.ctx.scale, high)
         self.ring.colour = QColor("#FFFF00" if high else "#1A1A1A")
         self.ring.gap_colour = QColor("#000000" if high else "#FFFFFF")
-        self.header.arrange(self.ctx.scale >= 1.5)
         self.status.arrange(self.ctx.scale >= 1.5)
         screen = self.current()
         if screen is not None:

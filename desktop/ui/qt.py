@@ -6,7 +6,7 @@ from PySide6.QtCore import (  # noqa: F401
 )
 from PySide6.QtGui import (  # noqa: F401
     QAccessible, QAction, QColor, QFont, QFontDatabase, QGuiApplication, QIcon, QKeyEvent, QKeySequence,
-    QPainter, QPalette, QPen, QPixmap, QShortcut,
+    QPainter, QPalette, QPen, QPixmap, QShortcut, QTextLayout,
 )
 from PySide6.QtWidgets import (  # noqa: F401
     QAbstractButton, QAbstractScrollArea, QApplication, QButtonGroup, QFileDialog, QFrame, QGridLayout,

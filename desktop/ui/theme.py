@@ -28,6 +28,12 @@ def px(name: str, scale: float) -> int:
     return round(SIZES[name] * scale)
 
 
+def chrome_scale(scale: float) -> float:
+    """The header and status bar grow half as fast as the page (200 % text → 150 % chrome), so at
+    large sizes the page keeps most of the window; their buttons stay at least 44 px."""
+    return 1 + (scale - 1) / 2
+
+
 def app_font(lang: str, scale: float) -> QFont:
     font = QFont()
     font.setFamilies(FAMILIES.get(lang, FAMILIES["en"]))
@@ -37,6 +43,7 @@ def app_font(lang: str, scale: float) -> QFont:
 
 def stylesheet(scale: float) -> str:
     s = lambda n: px(n, scale)  # noqa: E731
+    c = lambda n: px(n, chrome_scale(scale))  # noqa: E731
     h44, h64 = round(44 * max(1.0, scale * 0.9)), round(64 * max(1.0, scale * 0.85))
     chips = "\n".join(
         f'QLabel[chip="{k}"] {{ color: {fg}; background: {bg}; border: 2px solid {fg}; border-radius: 6px;'
@@ -106,6 +113,10 @@ QProgressBar {{ border: 2px solid {BORDER}; border-radius: 6px; min-height: 14px
   background: #FFFFFF; }}
 QProgressBar::chunk {{ background: {SELECTED}; }}
 {chips}
+QFrame#header QLabel, QFrame#statusbar QLabel {{ font-size: {c("body")}px; }}
+QFrame#header QLabel#title {{ font-size: {c("title")}px; font-weight: 700; }}
+QFrame#header QLabel[chip], QFrame#statusbar QLabel[role="small"] {{ font-size: {c("small")}px; }}
+QFrame#header QPushButton, QFrame#statusbar QPushButton {{ min-height: 44px; padding: 2px 10px; }}
 """
 
 

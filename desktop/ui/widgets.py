@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from desktop.ui.qt import (
     QApplication, QEvent, QFrame, QHBoxLayout, QLabel, QObject, QPainter, QPen, QColor, QPushButton, QRect,
-    QScrollArea, QSize, QSizePolicy, Qt, QVBoxLayout, QWidget, isValid,
+    QScrollArea, QSize, QSizePolicy, Qt, QTextLayout, QVBoxLayout, QWidget, isValid,
 )
 
 BODY_MAX_WIDTH = 760
@@ -154,6 +154,75 @@ class OptionButton(WrapButton):
             event.ignore()   # the form turns these into Back / Next
             return
         super().keyPressEvent(event)
+
+
+class ElidedLabel(QLabel):
+    """A label that shows at most ``max_lines`` wrapped lines and elides the rest with "…"; the full
+    text stays in ``text()``, the tooltip and the accessible description (for the compact chrome)."""
+
+    def __init__(self, text: str = "", name: str = "", role: str = "", max_lines: int = 1) -> None:
+        super().__init__()
+        self.max_lines = max_lines
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        if name:
+            self.setObjectName(name)
+        if role:
+            self.setProperty("role", role)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802
+        super().setText(text)
+        self.setToolTip(text)
+        self.setAccessibleDescription(text)
+        self.updateGeometry()
+        self.update()
+
+    def lines(self, width: int) -> list[str]:
+        """The text as drawn at ``width``: wrapped lines, the last one elided if it does not fit."""
+        text, fm = self.text(), self.fontMetrics()
+        if width <= 0 or not text:
+            return [text] if text else []
+        layout = QTextLayout(text, self.font())
+        layout.beginLayout()
+        spans = []
+        while True:
+            line = layout.createLine()
+            if not line.isValid():
+                break
+            line.setLineWidth(width)
+            spans.append((line.textStart(), line.textLength()))
+        layout.endLayout()
+        out = [text[a:a + n].rstrip() for a, n in spans[:self.max_lines]]
+        if len(spans) > self.max_lines:
+            rest = text[spans[self.max_lines - 1][0]:]
+            out[-1] = fm.elidedText(rest, Qt.TextElideMode.ElideRight, width)
+        return out
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        m = self.contentsMargins()
+        n = max(1, len(self.lines(width - m.left() - m.right())))
+        return n * self.fontMetrics().lineSpacing() + m.top() + m.bottom()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        m = self.contentsMargins()
+        return QSize(self.fontMetrics().horizontalAdvance(self.text()) + m.left() + m.right(),
+                     self.fontMetrics().lineSpacing() + m.top() + m.bottom())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(40, self.fontMetrics().lineSpacing())
+
+    def paintEvent(self, _event: Any) -> None:  # noqa: N802
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        step = self.fontMetrics().lineSpacing()
+        for i, line in enumerate(self.lines(rect.width())):
+            r = QRect(rect.left(), rect.top() + i * step, rect.width(), step)
+            self.style().drawItemText(painter, r, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                                      self.palette(), self.isEnabled(), line, self.foregroundRole())
 
 
 class Chip(QLabel):

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("email")
     sp.add_argument("--site", required=True)
     sp.add_argument("--role", required=True, choices=("investigator", "coordinator", "monitor", "admin"))
+    sp.add_argument("--name", default=None, help="display name, printed on sign-offs (optional)")
 
     part = sub.add_parser("participant", help="enrol and manage participants").add_subparsers(
         dest="participant_cmd", required=True)
@@ -188,9 +189,11 @@ def cmd_staff_add(args) -> tuple[dict, str]:
 
     password = _read_password()
     with _ready_db(args) as db:
-        row = add_staff(db, args.email, args.site, args.role, password, actor=_actor())
-    return ({"staff_id": row["id"], "email": row["email"], "site": args.site, "role": row["role"]},
-            f"staff {row['email']} added as {row['role']} at {args.site}")
+        row = add_staff(db, args.email, args.site, args.role, password, actor=_actor(), name=args.name)
+    out = {"staff_id": row["id"], "email": row["email"], "site": args.site, "role": row["role"]}
+    if row["name"]:
+        out["name"] = row["name"]  # only with --name: the contract's output stays as it was without
+    return out, f"staff {row['email']} added as {row['role']} at {args.site}"
 
 
 def _participant_out(db, p: dict) -> dict:

@@ -367,3 +367,12 @@ def m006_reviews(db: Database) -> None:
     """)
     for table in ("flag_reviews", "signoffs", "signoff_invalidations"):
         _append_only(db, table)
+
+
+@migrations()
+def m007_staff_names(db: Database) -> None:
+    """A display name on staff accounts: the printed name a sign-off carries (21 CFR 11.50).
+
+    Accounts made before this keep NULL; their investigators type the printed name when signing.
+    """
+    _run(db, "ALTER TABLE staff ADD COLUMN name TEXT;")

@@ -21,8 +21,11 @@ from sqlite_utils import Database
 DEMO_BANNER = {"en": "DEMO — synthetic data", "zh-CN": "演示 — 合成数据"}
 DEMO_SITE = ("BJ01", "Xuanwu Hospital study site (demo)")
 #: (email, role); the password is made at build time and printed once
-DEMO_STAFF = (("investigator@demo.als-epro", "investigator"), ("coordinator@demo.als-epro", "coordinator"),
-              ("monitor@demo.als-epro", "monitor"), ("admin@demo.als-epro", "admin"))
+#: (email, role, display name): the name is the printed name on the investigator's sign-offs
+DEMO_STAFF = (("investigator@demo.als-epro", "investigator", "Dr. Li Wei (demo)"),
+              ("coordinator@demo.als-epro", "coordinator", "Zhang Min (demo)"),
+              ("monitor@demo.als-epro", "monitor", "Wang Fang (demo)"),
+              ("admin@demo.als-epro", "admin", "Chen Jie (demo)"))
 
 
 #: the device the demo shows as silent for more than 48 hours
@@ -117,9 +120,9 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
                         detail={"note": "DEMO — synthetic data", "participants": len(history)}, now=setup_at)
         add_site(db, *DEMO_SITE, actor=actor, now=setup_at)
         staff = []
-        for email, role in DEMO_STAFF:
-            add_staff(db, email, DEMO_SITE[0], role, password, actor=actor, now=setup_at)
-            staff.append({"email": email, "role": role})
+        for email, role, name in DEMO_STAFF:
+            add_staff(db, email, DEMO_SITE[0], role, password, actor=actor, now=setup_at, name=name)
+            staff.append({"email": email, "role": role, "name": name})
         result = DemoResult(str(path), DEMO_SITE[0], staff, password, replaced=replaced)
         for person in history:
             enrolled_at = setup_at + timedelta(hours=1)

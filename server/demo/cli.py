@@ -31,7 +31,7 @@ def cmd_demo(args):
            "demo": True}
     lines = [f"DEMO — synthetic data: {result.db_path} ({'rebuilt' if result.replaced else 'new'})",
              f"site {result.site}; {len(result.participants)} participants; {result.records} records"]
-    lines += [f"  staff login {s['email']} ({s['role']})" for s in result.staff]
+    lines += [f"  staff login {s['email']} ({s['role']}, {s['name']})" for s in result.staff]
     lines.append(f"  password for every demo login: {result.password}")
     lines += [f"  {p['subject']}: {p['story']}" for p in result.participants]
     return out, "\n".join(lines)

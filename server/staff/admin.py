@@ -103,13 +103,14 @@ def admin_user_form(values: dict | None = None, errors: dict | None = None):
 @staff_required("admin_users")
 def admin_user_submit():
     web.check_csrf()
-    values = {k: request.form.get(k, "").strip() for k in ("email", "site", "role")}
+    values = {k: request.form.get(k, "").strip() for k in ("email", "name", "site", "role")}
     password, again = request.form.get("password", ""), request.form.get("password_again", "")
     if password != again:
         return admin_user_form(values, form_errors(EproError("validation.invalid", 400, errors=[
             FieldError("password_again", "password_mismatch", "The two passwords differ.")])))
     try:
-        row = add_staff(web.get_db(), values["email"], values["site"], values["role"], password, actor=_actor())
+        row = add_staff(web.get_db(), values["email"], values["site"], values["role"], password, actor=_actor(),
+                        name=values["name"])
     except EproError as err:
         if err.status not in (400, 404, 409):
             raise

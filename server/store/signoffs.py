@@ -39,12 +39,11 @@ from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
 from server.store.participants import participant_by_id
 from server.store.reviews import current_records, envelope_of, timeline_of
-from server.store.staff import get_staff
+from server.store.staff import NAME_MAX, get_staff
 from shared.canonical import record_sha256
 from shared.errors import EproError, FieldError
 
 MEANING = "Reviewed"
-NAME_MAX = 200
 #: failed password re-entries allowed per signer within :data:`FAIL_WINDOW` before refusing (IA-11)
 MAX_FAILURES = 5
 FAIL_WINDOW = timedelta(minutes=15)

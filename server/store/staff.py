@@ -21,6 +21,7 @@ from server.store.sites import get_site
 from shared.errors import EproError, FieldError
 
 MIN_PASSWORD_LENGTH = 12
+NAME_MAX = 200  # the same bound as a typed printed name at sign-off
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # verifying an unknown email against this keeps the timing of both failure kinds alike
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
@@ -34,8 +35,14 @@ def public(row: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def add_staff(db: Database, email: str, site_code: str, role: str, password: str, *,
-              actor: Actor, now: datetime | None = None) -> dict[str, Any]:
+              actor: Actor, now: datetime | None = None, name: str | None = None) -> dict[str, Any]:
+    """Add an account. ``name`` is the display name a sign-off prints (21 CFR 11.50); optional,
+    blank means none (the investigator then types the printed name when signing)."""
     email = email.strip()
+    name = (name or "").strip() or None
+    if name is not None and len(name) > NAME_MAX:
+        raise EproError("validation.invalid", 400, errors=[
+            FieldError("name", "max_length", f"At most {NAME_MAX} characters.")])
     if role not in ROLES:
         raise EproError("validation.invalid", 400, errors=[
             FieldError("role", "one_of", f"Role must be one of: {', '.join(ROLES)}.")])
@@ -51,12 +58,12 @@ def add_staff(db: Database, email: str, site_code: str, role: str, password: str
         if query_one(db, "SELECT id FROM staff WHERE email = ?", [email]):
             raise EproError("staff.exists", 409)
         cur = db.execute(
-            "INSERT INTO staff (email, site_id, role, password_hash, active, created_at)"
-            " VALUES (?, ?, ?, ?, 1, ?)",
-            [email, site["id"], role, password_hash, iso(now or utc_now())])
+            "INSERT INTO staff (email, name, site_id, role, password_hash, active, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 1, ?)",
+            [email, name, site["id"], role, password_hash, iso(now or utc_now())])
         staff_id = cur.lastrowid
         write_audit(db, actor, "staff.create", entity="staff", entity_id=staff_id,
-                    site_id=site["id"], detail={"email": email, "role": role, "site": site_code},
+                    site_id=site["id"], detail={"email": email, "name": name, "role": role, "site": site_code},
                     now=now)
     return public(get_staff(db, staff_id))
 

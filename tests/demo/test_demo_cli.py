@@ -41,7 +41,8 @@ def test_demo_builds_a_marked_database_with_a_clean_audit_chain(tmp_path):
     from server.store.staff import authenticate
     db = open_db(str(db_path))
     try:
-        assert authenticate(db, "investigator@demo.als-epro", "demo-password-123", client_addr="test")
+        pi = authenticate(db, "investigator@demo.als-epro", "demo-password-123", client_addr="test")
+        assert pi and pi["name"] == "Dr. Li Wei (demo)"  # the printed name on the demo's sign-offs
     finally:
         db.close()
 

@@ -57,6 +57,16 @@ def test_signing_needs_the_password_and_shows_name_meaning_utc_and_local_time(db
     assert row["detail"]["signature_sha256"] == s["signature_sha256"] and "password" not in json.dumps(row["detail"])
 
 
+def test_a_named_account_signs_with_its_own_name_without_typing_it(db, devices):
+    from server.store.staff import add_staff
+    _week(devices)
+    add_staff(db, "li@bj01.example", "BJ01", "investigator", PASSWORD, actor=Actor.cli(), name="Dr. Li Wei")
+    s = _sign(db, email="li@bj01.example", printed_name="")
+    assert s["printed_name"] == "Dr. Li Wei"
+    assert get_signoff(db, s["id"])["printed_name"] == "Dr. Li Wei"
+    assert audit_rows(db, action="signoff.sign")[0]["detail"]["printed_name"] == "Dr. Li Wei"
+
+
 def test_only_investigators_of_the_site_sign(db, devices):
     _week(devices)
     for email in ("coord@bj01.example", "mon@bj01.example", "admin@bj01.example", "inv@sh02.example"):

@@ -70,6 +70,14 @@ def test_staff_add_reads_the_password_from_stdin(ready):
     assert code == 1 and json.loads(err)["code"] == "staff.password_too_short"
 
 
+def test_staff_add_with_a_display_name(ready):
+    code, out, _ = ready("staff", "add", "li@site.example", "--site", "BJ01", "--role", "investigator",
+                         "--name", "Dr. Li Wei", stdin=PASSWORD + "\n")
+    assert code == 0 and out["name"] == "Dr. Li Wei" and out["email"] == "li@site.example"
+    db = open_db(ready.db)
+    assert db.execute("SELECT name FROM staff WHERE email = 'li@site.example'").fetchone()[0] == "Dr. Li Wei"
+
+
 def test_errors_go_to_stderr_as_the_error_body_with_json_and_as_text_without(ready):
     code, out, err = ready("site", "add", "BJ01", "again")
     assert code == 1 and out == "" and json.loads(err)["code"] == "site.exists"

@@ -48,6 +48,21 @@ def test_staff_rules(db):
     assert err.value.code == "site.not_found"
 
 
+def test_staff_name_is_stored_and_audited_without_the_password(db):
+    row = add_staff(db, "li@bj01.example", "BJ01", "investigator", PASSWORD, actor=ADMIN, name="  Dr. Li Wei ")
+    assert row["name"] == "Dr. Li Wei" and "password_hash" not in row
+    assert get_staff(db, row["id"])["name"] == "Dr. Li Wei"
+    created = audit_for_entity(db, "staff", row["id"])[0]
+    assert created["action"] == "staff.create" and created["detail"]["name"] == "Dr. Li Wei"
+    assert PASSWORD not in str(created["detail"])
+    # no name, or only blanks: none (NULL), as accounts made before names existed
+    assert add_staff(db, "a@bj01.example", "BJ01", "monitor", PASSWORD, actor=ADMIN)["name"] is None
+    assert add_staff(db, "b@bj01.example", "BJ01", "monitor", PASSWORD, actor=ADMIN, name="   ")["name"] is None
+    with pytest.raises(EproError) as err:
+        add_staff(db, "c@bj01.example", "BJ01", "monitor", PASSWORD, actor=ADMIN, name="x" * 201)
+    assert err.value.errors[0].field == "name" and staff_by_email(db, "c@bj01.example") is None
+
+
 def test_role_changes_and_disabling_are_audited_with_old_and_new(db):
     staff = staff_by_email(db, "mon@bj01.example")
     set_staff_role(db, staff["id"], "coordinator", actor=ADMIN, reason="delegation log updated")

@@ -66,6 +66,17 @@ def test_each_migration_applies_to_the_previous_version_holding_data(tmp_path, i
     assert verify_chain(db).ok
 
 
+def test_staff_names_keep_existing_accounts_unnamed(tmp_path):
+    db = open_db(tmp_path / "s.sqlite")
+    migrate(db, stop_before="m007_staff_names")
+    with write_tx(db):
+        db.execute("INSERT INTO sites (code, name, created_at) VALUES ('BJ01', 'Site', '2025-01-01T00:00:00.000Z')")
+        db.execute("INSERT INTO staff (email, site_id, role, password_hash, active, created_at)"
+                   " VALUES ('pi@x.example', 1, 'investigator', 'h', 1, '2025-01-01T00:00:00.000Z')")
+    assert migrate(db) == NAMES[NAMES.index("m007_staff_names"):]
+    assert [tuple(r) for r in db.execute("SELECT email, name FROM staff")] == [("pi@x.example", None)]
+
+
 def test_no_table_holds_arm_randomisation_cohort_or_dose_level(tmp_path):
     db = open_db(tmp_path / "s.sqlite")
     migrate(db)

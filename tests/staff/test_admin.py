@@ -37,6 +37,24 @@ def test_admin_creates_an_account_and_its_access_history_starts(as_role, client,
     assert login(fresh, "new.coord@sh02.example", "a long enough password").status_code == 303
 
 
+def test_admin_gives_a_new_account_its_display_name(as_role, client, db):
+    as_role("admin")
+    form = client.get("/staff/admin/users/new", headers=HTML).get_data(as_text=True)
+    assert 'name="name"' in form and "Full name" in form
+    long = post_form(client, "/staff/admin/users/new", "/staff/admin/users/new", {
+        "email": "li@bj01.example", "name": "x" * 201, "site": "BJ01", "role": "investigator",
+        "password": "a long enough password", "password_again": "a long enough password"})
+    body = long.get_data(as_text=True)
+    assert long.status_code == 400 and "At most 200 characters." in body[body.index('id="error-summary"'):]
+    resp = post_form(client, "/staff/admin/users/new", "/staff/admin/users/new", {
+        "email": "li@bj01.example", "name": "Dr. Li Wei", "site": "BJ01", "role": "investigator",
+        "password": "a long enough password", "password_again": "a long enough password"})
+    assert resp.status_code == 303
+    assert db.execute("SELECT name FROM staff WHERE email = 'li@bj01.example'").fetchone()[0] == "Dr. Li Wei"
+    assert "Dr. Li Wei" in client.get(resp.headers["Location"], headers=HTML).get_data(as_text=True)
+    assert "Dr. Li Wei" in client.get("/staff/admin/users", headers=HTML).get_data(as_text=True)
+
+
 @pytest.mark.parametrize("form,message", [
     ({"password": "short", "password_again": "short"}, "At least 12 characters."),
     ({"password": "a long enough password", "password_again": "another long password"}, "The two passwords differ."),

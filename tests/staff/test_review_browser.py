@@ -64,7 +64,9 @@ def test_reviewer_acknowledges_signs_corrects_and_exports_a_verified_odm_file(se
     assert "The password is not correct" in page.inner_text("main")
     sign(page, url, FLAGGED, "Dr. Demo Investigator")
     main = page.inner_text("main")
-    assert "Valid" in main and "Dr. Demo Investigator" in main and "Reviewed" in main and "UTC" in main
+    # the demo investigator's account has a name: it is the printed name, nothing typed
+    assert "Valid" in main and "Dr. Li Wei (demo)" in main and "Reviewed" in main and "UTC" in main
+    assert "Dr. Demo Investigator" not in main
     signoff_url = page.url
 
     # correct the flagged diary on the participant's request: the signature becomes invalidated

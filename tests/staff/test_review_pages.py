@@ -13,10 +13,11 @@ import zipfile
 import pytest
 
 from server.exports.manifest import verify_manifest
-from server.store.audit import audit_rows
+from server.store.audit import Actor, audit_rows
 from server.store.participants import get_participant
 from server.store.records import record_with_versions
 from server.store.signoffs import signoffs_for_participant
+from server.store.staff import add_staff
 from tests.server.helpers import PASSWORD
 from tests.staff.conftest import HTML, login, post_form
 from tests.staff.seed import HOSTILE_NOTE
@@ -140,6 +141,30 @@ def test_investigator_signs_with_the_password_and_a_later_correction_invalidates
     assert "Invalidated — re-signature required" in detail
     participant = client.get(PAGE, headers=HTML).get_data(as_text=True)
     assert "Invalidated — re-signature required" in participant
+
+
+def test_a_named_investigator_signs_without_typing_the_printed_name(client, seeded, db):
+    add_staff(db, "li.wei@bj01.example", "BJ01", "investigator", PASSWORD, actor=Actor.cli(), name="Dr. Li Wei")
+    assert login(client, "li.wei@bj01.example").status_code == 303
+    url = "/staff/participants/S-003/signoff"
+    day1 = seeded["day1"].isoformat()
+    page = client.get(f"{url}?period_from={day1}&period_to={day1}", headers=HTML).get_data(as_text=True)
+    assert 'name="printed_name"' not in page and "<strong>Dr. Li Wei</strong>" in page  # read-only
+    assert '<span class="who-name">Dr. Li Wei</span>' in page  # the header names the signer
+    # a typed name, if one is sent anyway, does not replace the account's
+    ok = post_form(client, url, url, {"period_from": day1, "period_to": day1, "printed_name": "Someone Else",
+                                      "password": PASSWORD})
+    assert ok.status_code == 303
+    [s] = signoffs_for_participant(db, get_participant(db, "S-003")["id"])
+    assert s["printed_name"] == "Dr. Li Wei"
+
+
+def test_an_unnamed_investigator_still_types_the_printed_name(client, as_role, seeded):
+    as_role("investigator")
+    day1 = seeded["day1"].isoformat()
+    page = client.get(f"/staff/participants/S-003/signoff?period_from={day1}&period_to={day1}",
+                      headers=HTML).get_data(as_text=True)
+    assert 'name="printed_name"' in page and 'class="who-name"' not in page
 
 
 def test_audit_trail_filters_and_csv_for_a_monitor(client, as_role, seeded):

@@ -109,8 +109,8 @@ class Header(QFrame):
 
 class StatusBar(QFrame):
     """The sync sentence, the draft-wording / version note under it, and "Send now", always visible
-    (ux rule 22), on one row. The sentence keeps to two lines (one at large text sizes) and the note to
-    one; anything cut is elided with "…" and stays whole in the tooltip and accessible description."""
+    (ux rule 22), on one row. The sentence keeps to two lines (one at large text sizes unless it is a
+    warning) and the note to one; anything cut is elided with "…" and stays whole in the tooltip and accessible description."""
 
     def __init__(self, ctx: UiContext, on_attention: Callable[[], None]) -> None:
         super().__init__()
@@ -135,9 +135,11 @@ class StatusBar(QFrame):
         self.grid.addWidget(self.send, 0, 2, 2, 1, Qt.AlignmentFlag.AlignVCenter)
         self.grid.setColumnStretch(0, 1)
 
+        self.compact = False
+
     def arrange(self, compact: bool) -> None:
-        self.text.max_lines = 1 if compact else 2
-        self.text.updateGeometry()
+        self.compact = compact
+        self.refresh()
 
     def refresh(self) -> None:
         tr, st = self.ctx.tr, self.ctx.status()
@@ -147,9 +149,11 @@ class StatusBar(QFrame):
         else:
             sentence = st.sentence(now, self.ctx.lang)
         icon = "⚠ " if (st.overdue or st.revoked) else ("✓✓ " if st.last_received and not st.waiting else "")
+        warning = bool(st.overdue or st.revoked)
+        self.text.max_lines = 1 if self.compact and not warning else 2   # a warning is never cut short
         self.text.setText(icon + sentence)
         self.text.setAccessibleName(icon + sentence)
-        self.setProperty("overdue", bool(st.overdue or st.revoked))
+        self.setProperty("overdue", warning)
         repolish(self)
         self.send.setText(tr("status.send_now"))
         self.send.setAccessibleName(tr("status.send_now"))

@@ -12,7 +12,9 @@ from desktop.services.fmt import long_date, receipt_line, short_date
 from desktop.services.history import alsfrs_series, event_date, history
 from desktop.services.today import protocol_of
 from desktop.store import Entry
-from desktop.ui.qt import QFrame, QHBoxLayout, QSizePolicy, QTableWidget, QTableWidgetItem, Qt, QVBoxLayout
+from desktop.ui.qt import (
+    QFrame, QGridLayout, QHBoxLayout, QSizePolicy, QTableWidget, QTableWidgetItem, Qt, QVBoxLayout, QWidget,
+)
 from desktop.ui.screens.base import Screen
 from desktop.ui.widgets import Chip, WrapButton, label
 
@@ -156,8 +158,10 @@ class HistoryScreen(Screen):
         axis_y.setLabelFormat("%d")
         chart.addAxis(axis_x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(axis_y, Qt.AlignmentFlag.AlignLeft)
+        lines = []
         for d in DOMAINS:
             line = QLineSeries()
+            lines.append(line)
             line.setName(self.tr(f"score.{d}"))
             line.setPointsVisible(True)
             line.setPointLabelsVisible(True)
@@ -176,11 +180,36 @@ class HistoryScreen(Screen):
         view = QChartView(chart)
         view.setRenderHint(QPainter.RenderHint.Antialiasing)
         view.setMinimumHeight(round(360 * self.ctx.scale))
-        chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        chart.legend().hide()
         view.setAccessibleName(self.tr("history.chart_title"))
         view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         view.viewport().setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        return view
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(view)
+        col.addWidget(self._legend([(line.name(), line.color().name()) for line in lines]))
+        return box
+
+    def _legend(self, entries: list[tuple[str, str]]) -> QWidget:
+        """The chart's legend as wrapping page labels (Qt's own legend elides names at large text)."""
+        legend = QWidget()
+        legend.setObjectName("chartLegend")
+        grid = QGridLayout(legend)
+        grid.setContentsMargins(8, 0, 8, 0)
+        grid.setHorizontalSpacing(20)
+        columns = 3 if self.ctx.scale >= 1.5 else len(entries)
+        side = max(14, round(16 * self.ctx.scale))
+        for i, (name, colour) in enumerate(entries):
+            cell = QHBoxLayout()
+            cell.setSpacing(8)
+            swatch = QFrame()
+            swatch.setFixedSize(side, side)
+            swatch.setStyleSheet(f"background: {colour}; border: 2px solid #1A1A1A;")
+            cell.addWidget(swatch)
+            cell.addWidget(label(name), 1)
+            grid.addLayout(cell, i // columns, i % columns)
+        return legend
 
 
 class EntryScreen(Screen):

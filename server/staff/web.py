@@ -220,12 +220,8 @@ def _nav() -> list[NavItem]:
 
 def is_demo() -> bool:
     if "staff_demo" not in g:
-        try:
-            from server.demo import is_demo_db
-        except ImportError:  # the demo package is optional; its marker is an audit row
-            def is_demo_db(db):
-                return db.execute("SELECT 1 FROM audit WHERE entity = 'database' AND entity_id = 'demo'"
-                                  " AND action = 'demo.created' LIMIT 1").fetchone() is not None
+        from server.demo import is_demo_db
+
         g.staff_demo = is_demo_db(get_db())
     return g.staff_demo
 

@@ -30,6 +30,24 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_KEEP": 14,  # daily backups kept in BACKUP_DIR
     # address of a reverse proxy (nginx) whose X-Forwarded-For/-Proto/-Host are trusted; None: trust none
     "TRUSTED_PROXY": None,
+    # --- site alerts (server.alerts) ---
+    "PUBLIC_URL": "http://127.0.0.1:8000",  # how staff reach the staff pages; links in alert messages
+    "SMTP_HOST": None,  # None: e-mail alerts wait (retried, shown as failing) until it is set
+    "SMTP_PORT": 587,
+    "SMTP_SECURITY": "starttls",  # "starttls" (port 587), "tls" (implicit TLS, port 465); "none" loopback only
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_FROM": "als-epro@localhost",
+    "SMTP_CA_FILE": None,  # extra CA bundle for a site's own mail relay; the system's CAs otherwise
+    "SMTP_TIMEOUT_SECONDS": 10,
+    "WEBHOOK_TIMEOUT_SECONDS": 10,
+    "ALERTS_INTERVAL_SECONDS": 15,  # the dispatcher's period in the serve process (<= 30 keeps 1 minute)
+    "ALERTS_RETRY_HOURS": 24,  # a delivery is retried with backoff at least this long, then failed
+    "ALERTS_BACKOFF_FIRST_SECONDS": 30,
+    "ALERTS_BACKOFF_MAX_SECONDS": 1800,
+    "ALERTS_LEASE_SECONDS": 120,  # a send claimed longer ago than this was interrupted (crash): resent
+    "ALERTS_FULL_SWEEP_MINUTES": 15,  # re-evaluate every participant (corrections, missed doses)
+    "ALERTS_DIGEST_TIME": "08:00",  # local time (protocol time zone) of the daily digest of other flags
 }
 
 

@@ -21,5 +21,36 @@ def start_jobs(config: Mapping[str, Any]):
         scheduler.add_job("server.tasks.backup:scheduled_backup", "interval", hours=1, args=[dict(config)],
                           id="als-epro-backup", max_instances=1, coalesce=True,
                           next_run_time=datetime.now(timezone.utc))
+    # site alerts (server.alerts): every ALERTS_INTERVAL_SECONDS, and woken early by the ingest
+    scheduler.add_job("server.alerts:run_dispatch", "interval", seconds=float(config["ALERTS_INTERVAL_SECONDS"]),
+                      args=[dict(config)], id=ALERTS_JOB, max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(timezone.utc))
     scheduler.start()
+    _wake_alerts_with(scheduler)
     return scheduler
+
+
+ALERTS_JOB = "als-epro-alerts"
+#: an early run starts at most this often, so a burst of uploads costs one flag evaluation a second
+ALERTS_MIN_GAP_SECONDS = 1.0
+
+
+def _wake_alerts_with(scheduler) -> None:
+    import threading
+    from datetime import timedelta
+
+    from server.alerts.wake import set_waker
+
+    lock = threading.Lock()
+    last = [datetime.min.replace(tzinfo=timezone.utc)]
+
+    def waker() -> None:
+        now = datetime.now(timezone.utc)
+        with lock:
+            if last[0] > now:
+                return    # an early run is already on its way
+            at = max(now, last[0] + timedelta(seconds=ALERTS_MIN_GAP_SECONDS))
+            last[0] = at
+        scheduler.modify_job(ALERTS_JOB, next_run_time=at)
+
+    set_waker(waker)

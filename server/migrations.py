@@ -25,7 +25,7 @@ migrations = ServerMigrations("server")
 
 #: tables whose rows can never change or disappear, with the migration that made them so
 APPEND_ONLY = ("audit", "first_dose_changes", "records", "record_versions", "quarantine", "changes",
-               "flag_reviews", "signoffs", "signoff_invalidations")
+               "flag_reviews", "signoffs", "signoff_invalidations", "alert_flags", "query_messages")
 
 
 def _run(db: Database, script: str) -> None:
@@ -376,3 +376,95 @@ def m007_staff_names(db: Database) -> None:
     Accounts made before this keep NULL; their investigators type the printed name when signing.
     """
     _run(db, "ALTER TABLE staff ADD COLUMN name TEXT;")
+
+
+@migrations()
+def m011_alerts_and_queries(db: Database) -> None:
+    """Site alerts (issue 12): on-call lists, each staff member's alert settings, the flags the alerting
+    has seen (once each), and the delivery outbox; data clarification queries with their message thread.
+
+    ``alert_outbox.idem_key`` is unique: one delivery per recipient, flag (or digest day) and channel,
+    whatever happens. Outbox rows change state (pending → sending → sent / failed); every attempt and
+    result is an audit row. ``alert_flags`` and ``query_messages`` are append-only; a query's ``state``
+    follows its latest message.
+    """
+    _run(db, """
+    CREATE TABLE alert_oncall (
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        staff_id INTEGER NOT NULL REFERENCES staff(id),
+        added_at TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        PRIMARY KEY (site_id, staff_id)
+    );
+    CREATE TABLE alert_settings (
+        staff_id INTEGER PRIMARY KEY REFERENCES staff(id),
+        email_enabled INTEGER NOT NULL DEFAULT 1,
+        webhook_url TEXT,
+        digest_enabled INTEGER NOT NULL DEFAULT 1,
+        lang TEXT NOT NULL DEFAULT 'en' CHECK (lang IN ('en', 'zh-CN')),
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE alert_flags (
+        flag_key TEXT PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        rule TEXT NOT NULL,
+        record_id TEXT,
+        urgent INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+        detected_at TEXT NOT NULL,
+        digest_date TEXT
+    );
+    CREATE INDEX alert_flags_participant ON alert_flags(participant_id);
+    CREATE INDEX alert_flags_digest ON alert_flags(site_id, digest_date);
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY,
+        idem_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('urgent', 'digest')),
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        staff_id INTEGER NOT NULL REFERENCES staff(id),
+        address TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        flag_key TEXT,
+        flag_keys TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        claimed_at TEXT,
+        sent_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox(status, next_attempt_at);
+    CREATE INDEX alert_outbox_flag ON alert_outbox(flag_key);
+    CREATE TABLE alert_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE queries (
+        id INTEGER PRIMARY KEY,
+        site_id INTEGER NOT NULL REFERENCES sites(id),
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        record_id TEXT NOT NULL REFERENCES records(id),
+        field TEXT,
+        state TEXT NOT NULL CHECK (state IN ('open', 'answered', 'closed', 'cancelled')),
+        raised_by INTEGER NOT NULL REFERENCES staff(id),
+        raised_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX queries_site_state ON queries(site_id, state);
+    CREATE INDEX queries_record ON queries(record_id);
+    CREATE TABLE query_messages (
+        id INTEGER PRIMARY KEY,
+        query_id INTEGER NOT NULL REFERENCES queries(id),
+        action TEXT NOT NULL CHECK (action IN ('raise', 'answer', 'reopen', 'close', 'cancel')),
+        body TEXT NOT NULL,
+        staff_id INTEGER NOT NULL REFERENCES staff(id),
+        staff_role TEXT NOT NULL,
+        at TEXT NOT NULL,
+        correction_version INTEGER
+    );
+    CREATE INDEX query_messages_query ON query_messages(query_id);
+    """)
+    for table in ("alert_flags", "query_messages"):
+        _append_only(db, table)

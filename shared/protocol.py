@@ -108,6 +108,11 @@ class Protocol:
         return self.data["flags"][name]
 
     @property
+    def urgent_rules(self) -> frozenset[str]:
+        """Flag rules whose alerts go out at once (``[alerts] urgent_rules``); others: daily digest."""
+        return frozenset(self.data.get("alerts", {}).get("urgent_rules", []))
+
+    @property
     def site(self) -> dict[str, Any]:
         return dict(self.data.get("site", {}))
 
@@ -143,7 +148,29 @@ def load_protocol(name_or_path: str | Path = DEFAULT_PROTOCOL) -> Protocol:
         path = PROTOCOL_DIR / f"{str(name_or_path).lower()}.toml"
     with path.open("rb") as fh:
         data = tomllib.load(fh)
+    check_alerts(data, str(path))
     return Protocol(data, source=str(path))
+
+
+#: flag rules that are not records' flags but schedule facts (``server.store.reviews``)
+SCHEDULE_FLAG_RULES = ("dose_not_confirmed",)
+
+
+def check_alerts(data: dict[str, Any], source: str = "protocol") -> None:
+    """Refuse an ``[alerts]`` table naming a rule that does not exist (a typo would silence an alert)."""
+    from shared.flags import RULES
+
+    alerts = data.get("alerts", {})
+    unknown_keys = set(alerts) - {"urgent_rules"}
+    if unknown_keys:
+        raise ValueError(f"{source}: [alerts] has unknown keys {sorted(unknown_keys)}")
+    rules = alerts.get("urgent_rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise ValueError(f"{source}: [alerts] urgent_rules must be a list of rule ids")
+    unknown = [r for r in rules if r not in RULES and r not in SCHEDULE_FLAG_RULES]
+    if unknown:
+        raise ValueError(f"{source}: [alerts] urgent_rules names unknown flag rules {unknown}; "
+                         f"known: {sorted([*RULES, *SCHEDULE_FLAG_RULES])}")
 
 
 def protocol_from_projection(projection: dict[str, Any]) -> Protocol:

@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from server.clock import iso, utc_now
 from server.db import query, query_one, write_tx
+from server.alerts.wake import wake as wake_alerts
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
 from server.store.devices import originator, touch
@@ -444,6 +445,7 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
                 res["receipt"], res["labels"] = first["receipt"], first["labels"]
             else:  # the first copy lost a race to another writer; repeat its outcome
                 results[i] = {**first, "id": res["id"]}
+    wake_alerts()  # site alerts (server.alerts): look at the new records now, not at the next interval
     return results
 
 

@@ -21,17 +21,20 @@ ROLES = ("investigator", "coordinator", "monitor", "admin")
 
 #: permission names; clinical ones are limited to the staff member's own site
 CLINICAL = ("view", "acknowledge", "correct", "enroll", "pair", "revoke", "signoff", "export",
-            "audit")
-ADMIN = ("admin_users", "admin_sites", "admin_devices")
+            "audit", "query_raise", "query_answer", "query_close")
+ADMIN = ("admin_users", "admin_sites", "admin_devices", "admin_alerts")
+#: data clarification (issue 12): monitors and coordinators raise, site staff answer, monitors close
+QUERY_MONITOR_ONLY = frozenset({"query_raise", "query_close"})
 PERMISSIONS = CLINICAL + ADMIN
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # everything at the site, sign-off, export
-    "investigator": frozenset(CLINICAL),
-    "coordinator": frozenset({"view", "acknowledge", "correct", "enroll", "pair", "revoke"}),
-    # read-only: view, audit trail, export, nothing else
-    "monitor": frozenset({"view", "audit", "export"}),
-    # users, sites, devices across sites; no clinical pages
+    "investigator": frozenset(CLINICAL) - QUERY_MONITOR_ONLY,
+    "coordinator": frozenset({"view", "acknowledge", "correct", "enroll", "pair", "revoke", "query_raise",
+                              "query_answer"}),
+    # read-only: view, audit trail, export — and the data queries a monitor raises and closes
+    "monitor": frozenset({"view", "audit", "export", "query_raise", "query_close"}),
+    # users, sites, devices, on-call lists and alert deliveries across sites; no clinical pages
     "admin": frozenset(ADMIN),
 }
 #: permissions that reach every site

@@ -11,8 +11,10 @@ def start_jobs(config: Mapping[str, Any]):
     """Start a BackgroundScheduler running every task; returns it (call ``shutdown`` on exit)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from server.config import DEFAULTS
     from server.tasks import run_all
 
+    config = {**DEFAULTS, **config}
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(run_all, "interval", minutes=float(config["JOBS_INTERVAL_MINUTES"]),
                       args=[config["DB"], config["PROTOCOL"]], id="als-epro-tasks",
@@ -45,6 +47,8 @@ def _wake_alerts_with(scheduler) -> None:
     last = [datetime.min.replace(tzinfo=timezone.utc)]
 
     def waker() -> None:
+        if not scheduler.running:
+            return
         now = datetime.now(timezone.utc)
         with lock:
             if last[0] > now:

@@ -15,10 +15,13 @@ import re
 import pytest
 
 from server import create_app
-from server.auth import CROSS_SITE
+from server.auth import CROSS_SITE, ROLE_PERMISSIONS
 from server.db import open_db
 from server.migrations import migrate
-from tests.server.helpers import PASSWORD, pair, seed, upload
+from server.store.participants import get_participant
+from server.store.queries import raise_query
+from server.store.staff import add_staff
+from tests.server.helpers import ADMIN, PASSWORD, pair, seed, upload
 from tests.staff.conftest import csrf_of, login
 from tests.support.records import make_nasal
 
@@ -45,6 +48,12 @@ def world(tmp_path_factory):
         objects[side].update(subject=subject, device_id=dev["device_id"], record_id=record["id"])
     for side, email in (("own", "inv@bj01.example"), ("other", OTHER_SITE)):
         objects[side]["staff_id"] = str(db.execute("SELECT id FROM staff WHERE email = ?", [email]).fetchone()[0])
+    # a data query on each site's record (issue 12), raised by that site's monitor
+    add_staff(db, "mon@sh02.example", "SH02", "monitor", PASSWORD, actor=ADMIN)
+    for side, subject, email in (("own", "S-001", "mon@bj01.example"), ("other", "S-101", "mon@sh02.example")):
+        monitor = next(db.query("SELECT * FROM staff WHERE email = ?", [email]))
+        q = raise_query(db, get_participant(db, subject), objects[side]["record_id"], None, "probe?", staff=monitor)
+        objects[side]["query_id"] = str(q["id"])
     # the other site's investigator signs in (a live session) and makes an export
     other = app.test_client()
     assert login(other, OTHER_SITE, PASSWORD).status_code == 303
@@ -112,12 +121,16 @@ def test_another_sites_objects_are_never_served(world, role):
 
 def test_the_same_routes_serve_the_own_sites_objects_to_permitted_roles(world):
     app, objects = world
-    client = app.test_client()
-    assert login(client, ROLES["investigator"], PASSWORD).status_code == 303
+    clients = {}
+    for role in ("investigator", "monitor"):   # the monitor for what only monitors hold (queries, issue 12)
+        clients[role] = app.test_client()
+        assert login(clients[role], ROLES[role], PASSWORD).status_code == 303
     served = 0
     for method, rule, kind in _routes(app):
         if method != "GET" or kind in ("signed_in", "staff:admin_users", "staff:admin_devices"):
             continue
+        perm = kind.split(":", 1)[1]
+        client = clients["investigator" if perm in ROLE_PERMISSIONS["investigator"] else "monitor"]
         resp = client.get(_url(rule, objects["own"]), headers=HTML)
         assert resp.status_code not in (401, 403), (rule.rule, resp.status_code)
         served += resp.status_code == 200

@@ -114,11 +114,12 @@ def test_object_scoping_refuses_another_sites_objects_and_audits_it(db_path, db)
     assert audit_rows(db, action="security.forbidden")[0]["detail"]["object_site_id"] == other
 
 
-EXPECTED = {  # contract §4
-    "investigator": {"view", "acknowledge", "correct", "enroll", "pair", "revoke", "signoff", "export", "audit"},
-    "coordinator": {"view", "acknowledge", "correct", "enroll", "pair", "revoke"},
-    "monitor": {"view", "audit", "export"},
-    "admin": {"admin_users", "admin_sites", "admin_devices"},
+EXPECTED = {  # contract §4, and issue 12: who may raise, answer and close a data query; alerts admin
+    "investigator": {"view", "acknowledge", "correct", "enroll", "pair", "revoke", "signoff", "export", "audit",
+                     "query_answer"},
+    "coordinator": {"view", "acknowledge", "correct", "enroll", "pair", "revoke", "query_raise", "query_answer"},
+    "monitor": {"view", "audit", "export", "query_raise", "query_close"},
+    "admin": {"admin_users", "admin_sites", "admin_devices", "admin_alerts"},
 }
 
 

@@ -115,6 +115,18 @@ def test_append_only_tables_refuse_update_and_delete(db, table):
                                " 'h', 's')", [staff_id])
                     db.execute("INSERT INTO signoff_invalidations (signoff_id, record_id, signed_version,"
                                " new_version, invalidated_at, actor) VALUES (1, 'r', 1, 2, 'x', 'staff:1')")
+                elif table in ("alert_flags", "query_messages"):
+                    staff_id = db.execute("SELECT id FROM staff LIMIT 1").fetchone()[0]
+                    db.execute("INSERT INTO records (id, type, participant_id, originator, channel, respondent,"
+                               " schema_version, instrument_version, event_time, entered_at, received_at,"
+                               " server_seq, sha256, envelope) VALUES ('r', 'alsfrs_r', 1, 'o', 'sync', 'p', 1,"
+                               " 'v', 't', 't', 'x', 1, 'h', '{}')")
+                    db.execute("INSERT INTO alert_flags (flag_key, site_id, participant_id, rule, record_id, urgent,"
+                               " detected_at) VALUES ('k', 1, 1, 'symptom_severe', 'r', 1, 'x')")
+                    db.execute("INSERT INTO queries (site_id, participant_id, record_id, state, raised_by, raised_at,"
+                               " updated_at) VALUES (1, 1, 'r', 'open', ?, 'x', 'x')", [staff_id])
+                    db.execute("INSERT INTO query_messages (query_id, action, body, staff_id, staff_role, at)"
+                               " VALUES (1, 'raise', '?', ?, 'monitor', 'x')", [staff_id])
                 elif table in ("records", "record_versions", "quarantine"):
                     db.execute("INSERT INTO quarantine (device_id, channel, reason, received_at, body, errors,"
                                " sha256) VALUES (NULL, 'sync', 'invalid', 'x', '{}', '[]', 'h')")

@@ -27,6 +27,7 @@ import shared
 from server.clock import iso, utc_now
 from server.db import query, write_tx
 from server.exports.manifest import MANIFEST, write_manifest
+from server.exports.queries import write_query_files
 from server.store.audit import Actor, write_audit
 from server.store.sites import get_site
 from shared.protocol import Protocol
@@ -230,6 +231,7 @@ def run_site_export(db: Database, site_code: str, out_dir: str | Path, *, format
     site = get_site(db, site_code)
     extra, review_counts = write_review_files(db, site["id"], protocol, out, demo=dataset["study"]["demo"],
                                               now=now or utc_now())
+    extra += write_query_files(db, site["id"], out)  # data queries (issue 12): queries.csv, ODM annotations
     manifest = _add_to_manifest(out, extra, review_counts)
     digest = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
     with write_tx(db):

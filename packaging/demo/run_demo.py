@@ -4,7 +4,10 @@
 2. serves it with the production WSGI server on 127.0.0.1;
 3. pairs a desktop client (its own data folder) to participant 001-001 over HTTP, as a site would;
 4. where a display exists, opens the desktop client; otherwise says so and prints how to look;
-5. interactive: keeps serving until Ctrl-C. Not interactive (no terminal): walks through the system once —
+5. site alerts: a local SMTP catcher (127.0.0.1, nothing leaves the machine) takes the server's mail; the
+   demo puts the investigator on call, plants an urgent safety flag through the sync API and prints the
+   file its alert mail landed in;
+6. interactive: keeps serving until Ctrl-C. Not interactive (no terminal): walks through the system once —
    an entry made on the client, sent, received with a receipt; the staff page; an export verified — and exits.
 """
 
@@ -40,14 +43,55 @@ def server_cli(db: Path, *args: str) -> dict:
     return json.loads(out.stdout) if out.stdout.strip() else {}
 
 
-def start_server(db: Path, port: int) -> tuple[subprocess.Popen, str]:
+def start_server(db: Path, port: int, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([PY, "-m", "server", "--db", str(db), "serve", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     assert proc.stdout is not None
     for line in proc.stdout:  # the server prints one line when it listens, then nothing on stdout
         if line.startswith("serving on "):
             return proc, line.split("serving on ", 1)[1].strip().rstrip("/")
     raise SystemExit(f"the server stopped before it listened (exit {proc.wait()})")
+
+
+def alert_env(mail_port: int, port: int) -> dict:
+    """The server's alert settings for the demo: mail to the local catcher, links to this server."""
+    return {"ALS_EPRO_SMTP_HOST": "127.0.0.1", "ALS_EPRO_SMTP_PORT": str(mail_port),
+            "ALS_EPRO_SMTP_SECURITY": "none", "ALS_EPRO_SMTP_FROM": "alerts@demo.als-epro",
+            "ALS_EPRO_PUBLIC_URL": f"http://127.0.0.1:{port}", "ALS_EPRO_ALERTS_INTERVAL_SECONDS": "2"}
+
+
+def plant_urgent_flag(url: str, db: Path, subject: str, catcher) -> str:
+    """Pair a second device for ``subject``, sync a diary with a severe symptom, wait for the mail."""
+    import uuid
+
+    code = server_cli(db, "pairing-code", subject, "--role", "participant")["code"]
+    req = urllib.request.Request(url + "/api/v1/devices/pair", method="POST",
+                                 data=json.dumps({"code": code, "device_name": "demo alert device"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    token = json.loads(urllib.request.urlopen(req, timeout=10).read())["token"]
+    now = datetime.now(timezone.utc).astimezone()
+    from shared.instruments import load_instrument
+    from shared.vocab import NASAL_SYMPTOMS
+    symptoms = {name: 0 for name in NASAL_SYMPTOMS}
+    symptoms["allergic_signs"] = 3
+    day = now.date().isoformat()
+    offset = now.isoformat()[-6:]
+    envelope = {"id": str(uuid.uuid4()), "type": "nasal_symptoms", "schema_version": 1,
+                "instrument_version": load_instrument("nasal_symptoms").version_string("en"), "participant": subject, "respondent": "participant",
+                "event_time": f"{day}T00:00:00{offset}", "entered_at": now.isoformat(timespec="seconds"),
+                "device_seq": 1, "payload": {"date": day, "symptoms": symptoms, "epistaxis_needed_help": False,
+                                             "sought_medical_care": False, "notes": ""}}
+    req = urllib.request.Request(url + "/api/v1/sync/records", method="POST",
+                                 data=json.dumps({"records": [envelope]}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    result = json.loads(urllib.request.urlopen(req, timeout=10).read())["results"][0]
+    if result["status"] != "accepted":
+        return f"alerts: the planted diary was not accepted ({result})"
+    if not catcher.wait_for(1, timeout=60):
+        return "alerts: no alert mail arrived within 60 s (see Admin → Alerts)"
+    msg = catcher.messages[0]
+    return f"alerts: urgent flag for {subject} planted; its mail to {msg['To']} (\"{msg['Subject']}\") landed in {catcher.files[0]}"
 
 
 def pair_client(url: str, db: Path, data_dir: Path, subject: str) -> str:
@@ -77,6 +121,7 @@ def walk_through(url: str, data_dir: Path, db: Path, demo: dict, out_dir: Path) 
     from desktop.sync.credentials import TokenStore
     from desktop.sync.engine import SyncEngine
     from desktop.sync.transport import HttpTransport
+    from shared.instruments import load_instrument
     from shared.vocab import NASAL_SYMPTOMS
 
     seen = []
@@ -149,10 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  demo database: {db} ({demo['records']} records, {len(demo['participants'])} participants)")
     for p in demo["participants"]:
         say(f"    {p['subject']}: {p['story']}")
+    from server.demo.mailcatcher import MailCatcher, free_port
+
+    mail_dir = var / "mail"
+    shutil.rmtree(mail_dir, ignore_errors=True)
+    catcher = MailCatcher(folder=mail_dir).start()
+    server_cli(db, "alerts", "oncall", "add", demo["staff"][0]["email"], "--site", demo["site"])
+    port = args.port or free_port()
     try:
-        proc, url = start_server(db, args.port)
+        proc, url = start_server(db, port, alert_env(catcher.port, port))
     except SystemExit:
-        proc, url = start_server(db, 0)
+        port = free_port()
+        proc, url = start_server(db, port, alert_env(catcher.port, port))
+    say(f"  mail catcher: smtp://127.0.0.1:{catcher.port} — every alert mail is saved in {mail_dir}")
     say(f"  server: {url}  (production WSGI server, 127.0.0.1 only)")
     say(f"  staff pages: {url}/staff/  — log in as {demo['staff'][0]['email']} "
         f"(or coordinator@/monitor@/admin@demo.als-epro), password {demo['password']}")
@@ -160,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         who = pair_client(url, db, client_dir, "001-001")
         say(f"  desktop client: paired as {who}; data folder {client_dir}")
+        say(f"  {plant_urgent_flag(url, db, '001-003', catcher)}")
         interactive = sys.stdin.isatty() and not args.once
         client = None
         if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
@@ -183,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             for line in walk_through(url, client_dir, db, demo, out_dir):
                 say(f"  {line}")
     finally:
+        catcher.stop()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=10)

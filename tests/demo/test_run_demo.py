@@ -22,4 +22,7 @@ def test_demo_walk_through(tmp_path):
     assert "no display here" in text
     assert "page with the DEMO banner, nosebleed flag shown" in text
     assert "verify OK" in text
+    assert "alerts: urgent flag for 001-003 planted; its mail to investigator@demo.als-epro" in text
+    eml = text.split("landed in ", 1)[1].split()[0]
+    assert eml.endswith(".eml") and "001-003" in Path(eml).read_text("utf-8")
     assert db.exists() and f"demo database: {db}" in text

@@ -36,7 +36,7 @@ def admin_alerts():
         rows = alerts.deliveries(db, site_id=site["id"], status=status if status in STATUSES else None)
     failed = sum(r["status"] == "failed" for r in rows)
     return web.render("staff/alerts/admin.html", sites=sites, site=site, people=people, candidates=candidates,
-                      rows=rows, status=status, statuses=STATUSES, failed=failed, webhook_host=webhook_host,
+                      rows=rows, status_filter=status, statuses=STATUSES, failed=failed, webhook_host=webhook_host,
                       rule_title=rule_title)
 
 

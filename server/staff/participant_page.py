@@ -167,7 +167,8 @@ def symptom_window(summary, heat_all: dict[str, Any], doses: list[dict[str, Any]
     tl = summary.timeline
     heat = heat_window(heat_all, window)
     marks_by_day = dose_marks(doses, tl)
-    lo_day = window["low"] if window else min((c["day"] for c in heat["columns"]), default=1)
+    shown = [c["day"] for c in heat["columns"]]
+    lo_day = min(shown, default=window["first"] if window else 1)   # no empty days before the first diary
     hi_day = window["last"] if window else max((c["day"] for c in heat["columns"]), default=1)
     if window:
         hi_day = min(hi_day, max([c["day"] for c in heat["columns"]] + [

@@ -146,8 +146,8 @@ def bar_chart(bars: Sequence[Bar], *, chart_id: str, title: str, desc: str, y_ma
         out.append(f'<text x="{left - 6}" y="{y + small / 3:.1f}" text-anchor="end" font-size="{small}" '
                    f'fill="{MUTED}">{_num(tick)}</text>')
         tick += step
-    out.append(f'<text x="{left - 6}" y="{top - 8}" text-anchor="start" font-size="{small}" fill="{TEXT}">'
-               f'{escape(y_label)}</text>')
+    out.append(f'<text x="{left + pw:.1f}" y="{top + ph + 2 * font + 10}" text-anchor="end" font-size="{small}" '
+               f'fill="{MUTED}">↑ {escape(y_label)}</text>')
     for m in marks:
         x = sx(m.x)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lane - 2}" y2="{top + ph}" stroke="{TEXT}" '

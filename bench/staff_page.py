@@ -1,7 +1,9 @@
 """Benchmark 3: the server's time to build one participant's staff page holding a year of daily
 entries (365 nasal diaries, the protocol's dose confirmations, monthly ALSFRS-R reports, each stored
-through the real ingest), as a signed-in investigator: a real ``GET /staff/participants/<subject>``
-through the Flask test client (no network), first request and the median of the following ones.
+through the real ingest), as a signed-in investigator: real ``GET /staff/participants/<subject>``
+requests (the summary with the Safety flags section) and each section's own URL (diary and charts,
+doses, records page 1, audit page 1, devices), plus the print view (everything, for paper; not a
+target), through the Flask test client (no network): first request and the median of the following.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 from bench.common import log, median
 
 REPEAT = 20
+#: the pages measured: the summary (the default URL) and each section's own URL
+PAGES = (("summary", ""), ("diary", "/diary"), ("doses", "/doses"), ("records", "/records"),
+         ("audit", "/audit"), ("devices", "/devices"), ("print", "/print"))
 EMAIL, PASSWORD = "inv@bench.example", "bench password for the staff page"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -81,18 +86,22 @@ def run(repeat: int = REPEAT) -> dict[str, Any]:
                                                  "next": "/staff/participants"})
         if resp.status_code not in (302, 303):
             raise RuntimeError(f"sign-in failed: {resp.status_code}")
-        url = "/staff/participants/S-001"
-        times = []
-        size = 0
-        for _ in range(repeat + 1):
-            t0 = time.perf_counter()
-            resp = client.get(url, headers={"Accept": "text/html"})
-            body = resp.get_data()
-            times.append(time.perf_counter() - t0)
-            if resp.status_code != 200 or b"S-001" not in body:
-                raise RuntimeError(f"participant page failed: {resp.status_code}")
-            size = len(body)
-        return {"records": len(entries), "first": times[0], "median": median(times[1:]),
-                "max": max(times[1:]), "bytes": size}
+        pages = {}
+        for name, path in PAGES:
+            url = "/staff/participants/S-001" + path
+            if name != "summary" and url not in {r.rule.replace("<subject>", "S-001") for r in app.url_map.iter_rules()}:
+                continue   # a build without the sections
+            times, size = [], 0
+            for _ in range((repeat if name != "print" else max(3, repeat // 4)) + 1):
+                t0 = time.perf_counter()
+                resp = client.get(url, headers={"Accept": "text/html"})
+                body = resp.get_data()
+                times.append(time.perf_counter() - t0)
+                if resp.status_code != 200 or b"S-001" not in body:
+                    raise RuntimeError(f"participant page {url} failed: {resp.status_code}")
+                size = len(body)
+            pages[name] = {"first": times[0], "median": median(times[1:]), "max": max(times[1:]), "bytes": size}
+        main = pages["summary"]
+        return {"records": len(entries), **main, "pages": pages}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

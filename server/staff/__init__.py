@@ -39,14 +39,20 @@ Templates (``server/templates/staff/``)
     ``study_day`` and ``check_code``. In Python: ``web.lang()``, ``web.signed_in()``, ``web.can()``.
     Strings live in ``shared/messages/*.json``; review pages use their own file (``review.json``).
 
-Slots on the participant page (``staff/participant.html``)
-    ``staff/review/_flag_actions.html`` is included inside every safety flag (variables ``flag``,
-    ``desc``, ``state``, ``p``), ``staff/review/_record_actions.html`` inside every record panel
-    (``rec``, ``p``), ``staff/review/_participant_end.html`` after the records (``p``, ``summary``,
-    ``records``). The flag and end slots are also Jinja blocks ``flag_actions`` and
-    ``participant_end`` for a template that extends the page; the record slot lives in the
-    ``record_panel`` macro (``staff/_record.html``), so it shows on the record page too. Missing
-    files are skipped.
+Slots on the participant page (``staff/participant.html`` and ``staff/participant/*.html``)
+    The page is a summary (``staff/participant/_summary.html``) and one section per URL, each a view
+    function in ``participant_page.py`` and a template under ``staff/participant/`` that fills
+    ``{% block section %}`` (see that module's docstring for the table). Slots, each skipped when
+    its file is missing: ``staff/review/_flag_actions.html`` inside every safety flag (variables
+    ``flag``, ``desc``, ``state``, ``p``; block ``flag_actions``), ``staff/review/_schedule_flags.html``
+    after the flags (block ``flags_end``), ``staff/review/_signoffs.html`` on the Audit section
+    (block ``signoffs``), ``staff/review/_signoff_fact.html`` as a tile of the summary (block
+    ``summary_facts``), ``staff/review/_record_actions.html`` inside every record panel (``rec``,
+    ``p``; in the ``record_panel`` macro of ``staff/_record.html``, so it shows on the record page
+    too). Each section template ends with an empty block (``diary_end``, ``doses_end``,
+    ``records_end``, ``audit_end``, ``devices_end``, ``print_end``) for another area's include. The
+    summary shows an "Open queries" tile when the view passes ``open_queries`` (block
+    ``open_queries``; absent by default).
 
 Flag states and navigation
     :func:`register_flag_states` takes ``fn(db, participant_id) -> {flag_key: state}``; a flag
@@ -84,7 +90,7 @@ bp.register_error_handler(EproError, web.error_page)
 bp.register_error_handler(HTTPException, web.http_error_page)
 
 #: page modules of this package, imported (and so registered on ``bp``) by init_app
-PAGE_MODULES = ("auth_views", "participants", "site_work", "admin")
+PAGE_MODULES = ("auth_views", "participants", "participant_page", "site_work", "admin")
 #: modules other areas add; imported when present
 OPTIONAL_MODULES = ("review", "queries_pages", "alerts_pages")
 

@@ -164,11 +164,13 @@ def nostril_text(side: dict[str, Any], lang: str) -> str:
 
 # --- record panels ------------------------------------------------------------------------------------
 
-def record_panels(db: Database, summary: Summary, lang: str, only: str | None = None) -> list[dict[str, Any]]:
-    """Each record (or only one) with its versions (old → new) and audit rows, oldest event first."""
+def record_panels(db: Database, summary: Summary, lang: str, only: str | None = None,
+                  records: list[dict[str, Any]] | None = None, audit: bool = True) -> list[dict[str, Any]]:
+    """Each record (or only one, or only ``records``: a page of them) with its versions (old → new)
+    and, unless ``audit`` is False, its audit rows; in the order given (oldest event first)."""
     names = Names(db, lang)
     out = []
-    for rec in summary.records:
+    for rec in summary.records if records is None else records:
         if only is not None and rec["id"] != only:
             continue
         versions = record_versions(db, rec["id"])
@@ -177,12 +179,12 @@ def record_panels(db: Database, summary: Summary, lang: str, only: str | None = 
             v["change_rows"] = [{"field": field_label(c["field"], rec["type"], lang),
                                  "old": value_text(c.get("old"), lang), "new": value_text(c.get("new"), lang)}
                                 for c in v["changes"]]
-        audit = audit_for_entity(db, "record", rec["id"])
-        for row in audit:
+        rows = audit_for_entity(db, "record", rec["id"]) if audit else []
+        for row in rows:
             row["by"] = names(row["actor_kind"], row["actor_id"])
             row["summary"] = audit_summary(row, lang)
         out.append({
-            **rec, "versions": versions, "audit": audit, "originator_name": names(rec["originator"]),
+            **rec, "versions": versions, "audit": rows, "originator_name": names(rec["originator"]),
             "rows": payload_rows(rec, lang), "title": record_title(rec, summary, lang),
             "when": record_when(rec, summary, lang),
             "drift_min": None if rec["drift_s"] is None else round(rec["drift_s"] / 60, 1),
@@ -333,3 +335,100 @@ def timeline_days(summary: Summary) -> list[dict[str, Any]]:
         entered = to_datetime(rec["entered_at"])
         day(tl.local_date(entered))["entered"].append(rec)
     return [days[d] for d in sorted(days)]
+
+
+# --- windows of days (diary section, print view) --------------------------------------------------------
+
+WINDOW_DAYS = 28
+
+
+def day_windows(days: list[int], size: int = WINDOW_DAYS) -> list[dict[str, int]]:
+    """Windows of ``size`` study days that hold at least one of ``days``: days 1–28, 29–56, …;
+    everything before day 1 (pre-dose baseline) belongs to the first window."""
+    out: dict[int, dict[str, int]] = {}
+    for d in days:
+        k = max(0, (d - 1) // size)
+        w = out.setdefault(k, {"index": k, "first": 1 + k * size, "last": (k + 1) * size, "low": 1 + k * size})
+        w["low"] = min(w["low"], d)
+    return [out[k] for k in sorted(out)]
+
+
+def window_for(windows: list[dict[str, int]], wanted: str | None, default_day: int | None = None
+               ) -> dict[str, int] | None:
+    """The window asked for (``?window=N``, N from 0), else the one holding ``default_day`` (the
+    latest diary day), else the latest one."""
+    if not windows:
+        return None
+    by_index = {w["index"]: w for w in windows}
+    fallback = windows[-1]
+    if default_day is not None:
+        fallback = by_index.get(max(0, (default_day - 1) // (windows[0]["last"] - windows[0]["first"] + 1)), fallback)
+    try:
+        return by_index.get(int(wanted or ""), fallback)
+    except ValueError:
+        return fallback
+
+
+def heat_window(heat: dict[str, Any], window: dict[str, int] | None) -> dict[str, Any]:
+    """The heat map's columns (and each row's cells) that fall in ``window``."""
+    if window is None:
+        return heat
+    keep = [i for i, c in enumerate(heat["columns"])
+            if (c["day"] < 1 and window["index"] == 0) or window["first"] <= c["day"] <= window["last"]]
+    return {"columns": [heat["columns"][i] for i in keep],
+            "rows": [{**r, "cells": [r["cells"][i] for i in keep]} for r in heat["rows"]],
+            "extras": [{**r, "cells": [r["cells"][i] for i in keep]} for r in heat["extras"]]}
+
+
+def dose_marks(doses: list[dict[str, Any]], timeline) -> dict[date, list[dict[str, Any]]]:
+    """Each dose on the day it happened (given: the local day of administration; otherwise its
+    planned day), with a state word key and icon, for the symptom time axis."""
+    out: dict[date, list[dict[str, Any]]] = {}
+    for d in doses:
+        p = d["record"]["current"]["payload"] if d["record"] else None
+        if p and p.get("given") and p.get("administered_at"):
+            day = timeline.local_date(to_datetime(p["administered_at"]))
+            state, icon = "given", "✓"
+        elif p and p.get("given") is False:
+            day, state, icon = d["planned"], "not_given", "✗"
+        elif d["status"] in ("missed", "late"):
+            day, state, icon = d["planned"], "unconfirmed", "?"
+        else:
+            day, state, icon = d["planned"], "planned", "·"
+        out.setdefault(day, []).append({"number": d["number"], "state": state, "icon": icon,
+                                        "record_id": d["record"]["id"] if d["record"] else None})
+    return out
+
+
+def symptom_totals(heat: dict[str, Any]) -> list[int | None]:
+    """Per heat-map column, the sum of the symptom grades (None where no diary was made)."""
+    totals: list[int | None] = []
+    for i, c in enumerate(heat["columns"]):
+        if c["record"] is None:
+            totals.append(None)
+            continue
+        totals.append(sum(r["cells"][i] for r in heat["rows"] if isinstance(r["cells"][i], int)))
+    return totals
+
+
+def timeline_window(days: list[dict[str, Any]], window: dict[str, int] | None) -> list[dict[str, Any]]:
+    if window is None:
+        return days
+    return [d for d in days if (d["day"] < 1 and window["index"] == 0) or window["first"] <= d["day"] <= window["last"]]
+
+
+# --- pages of records ------------------------------------------------------------------------------------
+
+RECORDS_PER_PAGE = 20
+RECORD_TYPES = ("alsfrs_r", "nasal_symptoms", "dose_confirmation")
+
+
+def page_of(items: list[Any], page: str | None, per_page: int) -> dict[str, Any]:
+    """One page of ``items`` (``?page=N`` from 1, clamped) with what a pager needs."""
+    pages = max(1, -(-len(items) // per_page))
+    try:
+        n = min(max(1, int(page or 1)), pages)
+    except ValueError:
+        n = 1
+    return {"items": items[(n - 1) * per_page:n * per_page], "page": n, "pages": pages, "total": len(items),
+            "first": (n - 1) * per_page + 1 if items else 0, "last": min(n * per_page, len(items))}

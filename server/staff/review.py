@@ -3,8 +3,9 @@ reports, the audit trail, and exports. Loaded by :mod:`server.staff` (``OPTIONAL
 
 Each view is thin: permission and site checks, CSRF, one store call (which writes its own audit row),
 then a redirect with a one-line notice. The participant page shows these through its slots
-(``staff/review/_flag_actions.html``, ``_record_actions.html``, ``_participant_end.html``), which read
-:func:`review_info` (one evaluation of the flags and sign-offs per participant and request).
+(``staff/review/_flag_actions.html``, ``_record_actions.html``, ``_schedule_flags.html``,
+``_signoffs.html``, ``_signoff_fact.html``), which read :func:`review_info` (one evaluation of
+the flags and sign-offs per participant and request).
 
 Permissions (contract §4): acknowledge — ``acknowledge``; correct — ``correct``; sign — ``signoff``
 (investigators); reports — ``view``; audit trail — ``audit``; exports — ``export``.

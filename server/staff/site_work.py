@@ -127,7 +127,7 @@ def caregiver_submit(subject: str):
             raise
         return caregiver_form(subject, values, form_errors(err))
     web.notify("staff.caregiver.done", subject=subject)
-    return redirect(url_for("staff.participant", subject=subject) + "#devices", 303)
+    return redirect(url_for("staff.participant_devices", subject=subject), 303)
 
 
 # --- pairing codes ------------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def revoke_form(device_id: str, values: dict | None = None, errors: dict | None 
     device = _revoke_page(device_id, "revoke")
     return web.render("staff/revoke.html", device=device, values=values or {}, errors=errors or {},
                       action=url_for("staff.revoke_submit", device_id=device_id),
-                      back=url_for("staff.participant", subject=device["subject"]) + "#devices",
+                      back=url_for("staff.participant_devices", subject=device["subject"]),
                       status=400 if errors else 200)
 
 
@@ -201,7 +201,7 @@ def revoke_submit(device_id: str):
     device = _revoke_page(device_id, "revoke")
     web.check_csrf()
     return _revoke(device, lambda **kw: revoke_form(device_id, **kw),
-                   url_for("staff.participant", subject=device["subject"]) + "#devices")
+                   url_for("staff.participant_devices", subject=device["subject"]))
 
 
 def _revoke(device: dict[str, Any], again, done_url: str):
@@ -253,4 +253,4 @@ def dose_submit(subject: str):
         form.errors = {"_form": [e["message"] for e in result.get("errors", [])] or [result["status"]]}
         return dose_form(subject, form)
     web.notify("staff.dose_entry.done", n=form.envelope["payload"]["dose_number"], subject=subject)
-    return redirect(url_for("staff.participant", subject=subject) + "#doses", 303)
+    return redirect(url_for("staff.participant_doses", subject=subject), 303)

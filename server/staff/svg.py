@@ -100,6 +100,87 @@ def line_chart(points: Sequence[Point], *, chart_id: str, title: str, desc: str,
     return Markup("".join(out))
 
 
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    value: float | None               # None: nothing recorded that day (drawn as a dash, not a bar)
+
+
+@dataclass(frozen=True)
+class Mark:
+    x: float
+    label: str                        # e.g. "D1 ✓": written in the top lane, never colour alone
+
+
+def bar_chart(bars: Sequence[Bar], *, chart_id: str, title: str, desc: str, y_max: float,
+              x_tick: Callable[[float], str], x_label: str, y_label: str, marks: Sequence[Mark] = (),
+              x_range: tuple[float, float] | None = None, width: int = 1000, height: int = 260,
+              font: int = 14) -> Markup:
+    """Daily bars with their value written above each, and event marks (doses) as dashed vertical
+    lines labelled in a lane above the plot, on one study-day axis."""
+    small = font - 1
+    lane = font + 12
+    left, top, bottom, right = 14 + 2 * font, lane + font + 10, 2 * font + 22, 16
+    pw, ph = width - left - right, height - top - bottom
+    xs = [b.x for b in bars] + [m.x for m in marks]
+    lo, hi = x_range if x_range else ((min(xs), max(xs)) if xs else (0.0, 1.0))
+    n = max(1, int(hi - lo) + 1)
+    slot = pw / n
+    y_max = max(y_max, 1)
+
+    def sx(x: float) -> float:
+        return left + (x - lo + 0.5) * slot
+
+    def sy(y: float) -> float:
+        return top + ph - (y / y_max) * ph
+
+    cid = escape(chart_id)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+           f'focusable="false" aria-labelledby="{cid}-t {cid}-d">',
+           f'<title id="{cid}-t">{escape(title)}</title>', f'<desc id="{cid}-d">{escape(desc)}</desc>']
+    step = max(1, round(y_max / 4))
+    tick = 0.0
+    while tick <= y_max:
+        y = sy(tick)
+        out.append(f'<line x1="{left}" x2="{left + pw:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>')
+        out.append(f'<text x="{left - 6}" y="{y + small / 3:.1f}" text-anchor="end" font-size="{small}" '
+                   f'fill="{MUTED}">{_num(tick)}</text>')
+        tick += step
+    out.append(f'<text x="{left + pw:.1f}" y="{top + ph + 2 * font + 10}" text-anchor="end" font-size="{small}" '
+               f'fill="{MUTED}">↑ {escape(y_label)}</text>')
+    for m in marks:
+        x = sx(m.x)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lane - 2}" y2="{top + ph}" stroke="{TEXT}" '
+                   f'stroke-width="2" stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{x:.1f}" y="{lane - 6}" text-anchor="middle" font-size="{small}" font-weight="700" '
+                   f'fill="{TEXT}">{escape(m.label)}</text>')
+    bar_w = max(2.0, min(slot * 0.6, 28))
+    for b in bars:
+        x = sx(b.x)
+        if b.value is None:
+            out.append(f'<text x="{x:.1f}" y="{top + ph - 4:.1f}" text-anchor="middle" font-size="{small}" '
+                       f'fill="{MUTED}">–</text>')
+            continue
+        y = sy(b.value)
+        out.append(f'<rect x="{x - bar_w / 2:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{top + ph - y:.1f}" '
+                   f'fill="{LINE}"/>')
+        if slot >= font * 1.4:
+            out.append(f'<text x="{x:.1f}" y="{y - 4:.1f}" text-anchor="middle" font-size="{small}" '
+                       f'font-weight="700" fill="{TEXT}">{_num(b.value)}</text>')
+    out.append(f'<line x1="{left}" x2="{left + pw:.1f}" y1="{top + ph}" y2="{top + ph}" stroke="{MUTED}" stroke-width="1.5"/>')
+    every = max(1, -(-int(font * 2.6) // max(1, int(slot))))
+    for i in range(n):
+        x = lo + i
+        if i % every and i != n - 1:
+            continue
+        out.append(f'<text x="{sx(x):.1f}" y="{top + ph + font + 4}" text-anchor="middle" font-size="{small}" '
+                   f'fill="{MUTED}">{escape(x_tick(x))}</text>')
+    out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle" font-size="{small}" '
+               f'fill="{TEXT}">{escape(x_label)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
 def qr_svg(text: str, label: str) -> Markup:
     """A QR code for ``text`` as inline SVG (``qrcode`` package, drawn locally, no network)."""
     import qrcode

@@ -29,3 +29,14 @@
   });
   schedule();
 })();
+
+// Print view: a button that opens the browser's print dialog (without JavaScript the browser's own
+// Print menu does the same; the button stays hidden).
+(function () {
+  "use strict";
+  var buttons = document.querySelectorAll("[data-print]");
+  for (var i = 0; i < buttons.length; i++) {
+    buttons[i].hidden = false;
+    buttons[i].addEventListener("click", function () { window.print(); });
+  }
+})();

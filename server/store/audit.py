@@ -175,3 +175,23 @@ def audit_rows(db: Database, *, site_id: int | None = None, action: str | None =
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ? OFFSET ?"
     return [_decode(r) for r in db.query(sql, [*params, limit, offset])]
+
+
+def _participant_scope(participant_id: int, subject: str) -> tuple[str, list[Any]]:
+    return ("(entity = 'participant' AND entity_id = ?) OR (entity = 'record' AND entity_id IN "
+            "(SELECT id FROM records WHERE participant_id = ?))"), [subject, participant_id]
+
+
+def count_audit_for_participant(db: Database, participant_id: int, subject: str) -> int:
+    """How many audit rows are about one participant or one of its records."""
+    where, params = _participant_scope(participant_id, subject)
+    return db.execute(f"SELECT COUNT(*) FROM audit WHERE {where}", params).fetchone()[0]
+
+
+def audit_for_participant(db: Database, participant_id: int, subject: str, *, limit: int = 50,
+                          offset: int = 0) -> list[dict[str, Any]]:
+    """Audit rows about one participant and its records, newest first, one page, detail decoded."""
+    where, params = _participant_scope(participant_id, subject)
+    rows = db.query(f"SELECT * FROM audit WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                    [*params, limit, offset])
+    return [_decode(r) for r in rows]

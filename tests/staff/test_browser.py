@@ -110,6 +110,8 @@ def test_sign_in_read_the_list_open_a_participant_enrol_pair_and_revoke(page, se
     assert status == 201 and paired["participant"] == "S-900"
 
     page.goto(f"{server.url}/staff/participants/S-900")
+    page.get_by_role("navigation", name="Sections of the page of S-900").get_by_role("link", name="Devices and caregivers").click()
+    assert page.url.endswith("/staff/participants/S-900/devices")
     assert page.locator("#devices ~ .table-wrap").first.get_by_text("ward laptop").count() == 1
     page.get_by_role("link", name="Revoke…").click()
     page.get_by_label("Reason").fill("laptop left on a train")
@@ -125,7 +127,7 @@ def test_hostile_strings_in_notes_are_shown_as_text(page, server):
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     sign_in(page, server)
-    page.goto(f"{server.url}/staff/participants/S-001")
+    page.goto(f"{server.url}/staff/participants/S-001/records")
     panel = page.locator(f"#rec-{server.hostile_record}")
     panel.locator("summary").click()
     assert HOSTILE_NOTE in panel.inner_text()
@@ -193,7 +195,8 @@ def test_monitor_sees_no_site_work_and_gets_403_posting_it(page, server):
     page.goto(f"{server.url}/staff/participants/S-001")
     main = page.locator("main")
     assert main.get_by_role("link", name="Issue a pairing code").count() == 0
-    assert main.get_by_role("link", name="Revoke…").count() == 0
+    page.goto(f"{server.url}/staff/participants/S-001/devices")
+    assert main.get_by_role("table").count() == 1 and main.get_by_role("link", name="Revoke…").count() == 0
     assert page.get_by_role("link", name="Enrol a participant").count() == 0
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     db = open_db(server.db_path)
@@ -220,7 +223,9 @@ def test_targets_are_44px_focus_is_visible_and_200_percent_zoom_does_not_scroll_
     page = ctx.new_page()
     try:
         sign_in(page, server, "coord@site.example")
-        for path in ("/staff/participants", "/staff/participants/S-001", "/staff/participants/S-001/pairing"):
+        for path in ("/staff/participants", "/staff/participants/S-001", "/staff/participants/S-001/pairing",
+                     *(f"/staff/participants/S-001/{section}" for section in
+                       ("diary", "doses", "records", "audit", "devices", "print"))):
             page.goto(server.url + path)
             small = page.evaluate("""() => [...document.querySelectorAll(
                     'button, a.button, nav a, .filters a, input:not([type=hidden]):not([type=radio]):not([type=checkbox]), select, textarea, summary')]

@@ -53,29 +53,122 @@ def test_list_sorts_by_links_and_filters(as_role, client):
     assert _rows(_text(client.get("/staff/participants?sort=nonsense", headers=HTML)))[0] == "S-003"
 
 
-def test_participant_page_shows_charts_heat_map_doses_and_flags(as_role, client, seeded):
+SECTIONS = ("flags", "diary", "doses", "records", "audit", "devices", "print")
+
+
+def test_participant_summary_then_flags_with_every_section_a_link(as_role, client, seeded):
     as_role("investigator")
     body = _text(client.get("/staff/participants/S-003", headers=HTML))
-    # ALSFRS-R: accessible SVG charts with their data table, baseline and ΔFS
-    assert body.count('role="img"') >= 5 and '<title id="chart-total-t">' in body and '<desc id="chart-total-d">' in body
+    # the summary: study day, DLT window with its first and last day, compliance, last sync, open flags
+    assert "Day 10 of 14 · open" in body and re.search(r"Days 1–14: .+ to .+", body)
+    assert "Compliance" in body and "1/3 given" in body and "Last sync" in body
+    open_n = int(re.search(r"(\d+) open — see below", body).group(1))
+    assert open_n == len(re.findall(r'<article class="flag flag-(?:high|medium)" id="flag-\d+">', body)) >= 2
+    assert re.search(r"Open queries</dt><dd>0</dd>", body)  # no query raised on S-003 yet
+    # each section is a link of its own; the summary page is the Safety flags section
+    for section in SECTIONS[1:-1]:
+        assert f'href="/staff/participants/S-003/{section}"' in body
+    assert 'href="/staff/participants/S-003/flags" aria-current="page"' in body
+    assert 'id="flags"' in body
+    # flags with their explanation and a link to the record page
+    assert "Nosebleed" in body and f'href="/staff/records/{seeded["ids"]["severe"]}"' in body
+    assert "ALSFRS-R total dropped from baseline" in body and "6 points below the participant&#39;s baseline of 48" in body
+    # what the other sections hold is not on this one
+    assert 'role="img"' not in body and '<details class="record"' not in body
+    flags = _text(client.get("/staff/participants/S-003/flags", headers=HTML))
+    assert flags.count('<article class="flag') == body.count('<article class="flag')
+
+
+def _set_lang(client, lang: str) -> None:
+    client.post("/staff/language", data={"csrf_token": csrf_of(client.get("/staff/participants", headers=HTML)),
+                                         "lang": lang, "next": "/staff/participants"})
+
+
+UNTRANSLATED = re.compile(r"\b(staff|staff_pages|review)\.[a-z_]+\.[a-z_.]+")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_every_section_has_its_own_url_in_both_languages(as_role, client, lang):
+    as_role("coordinator")
+    _set_lang(client, lang)
+    for section in SECTIONS:
+        body = _text(client.get(f"/staff/participants/S-003/{section}", headers=HTML))
+        assert f'<html lang="{lang}">' in body
+        assert not UNTRANSLATED.search(re.sub(r"<[^>]+>", " ", body)), (section, UNTRANSLATED.search(re.sub(r"<[^>]+>", " ", body)))
+
+
+def test_diary_section_charts_first_with_doses_on_the_symptom_axis(as_role, client, seeded):
+    as_role("investigator")
+    body = _text(client.get("/staff/participants/S-003/diary", headers=HTML))
+    # ALSFRS-R: accessible SVG charts (total + 4 domains) with their data table, baseline and ΔFS
+    assert body.count('role="img"') >= 6 and '<title id="chart-total-t">' in body and '<desc id="chart-total-d">' in body
     assert "D−3: 48; D8: 42" in body  # the description carries every value
     assert "ALSFRS-R self-reports (data of the charts above)" in body
+    main = body[body.index('<div class="section'):]
+    assert main.index("<svg") < main.index("<table")  # charts first, their tables after them
+    # the nasal chart: each day's sum of grades, doses marked on the same axis, in words too
+    chart = body[body.index('<title id="chart-nasal-t">'):]
+    chart = chart[:chart.index("</svg>")]
+    assert "D1 ✓" in chart and "D2 ✗" in chart
+    assert "dose 1 given" in chart and "dose 2 not given" in chart
+    # heat map: doses as its first row, the grade a number in the cell (shading only repeats it)
+    assert '<tr class="dose-row">' in body and '<td class="g3">3</td>' in body
+    assert body.index("D1 ✓", body.index('<table class="heat">')) < body.index('<td class="g3">3</td>')
     assert "ΔFS" in body and "48 / 48 on" in body
-    # heat map: the grade is a number in the cell, shading only repeats it
-    assert '<td class="g3">3</td>' in body
-    # dose table: dose 2 confirmed as not given, with its reason
+
+
+def test_diary_windows_of_four_weeks(as_role, client):
+    as_role("investigator")
+    body = _text(client.get("/staff/participants/S-003/diary?window=0", headers=HTML))
+    assert "Days −3 to 28" in body or "Days −1 to 28" in body or "Days 1 to 28" in body
+    # a window that does not exist falls back to the latest one instead of failing
+    assert _text(client.get("/staff/participants/S-003/diary?window=99", headers=HTML)).count('<table class="heat">') == 1
+    assert _text(client.get("/staff/participants/S-003/diary?window=x", headers=HTML)).count('<table class="heat">') == 1
+
+
+def test_doses_section(as_role, client):
+    as_role("investigator")
+    body = _text(client.get("/staff/participants/S-003/doses", headers=HTML))
+    # dose 2 confirmed as not given, with its reason
     assert "Not given" in body and "forgot" in body
-    # flags with their explanation and a link to the record
-    assert "Nosebleed" in body and f'href="#rec-{seeded["ids"]["severe"]}"' in body
-    assert "ALSFRS-R total dropped from baseline" in body and "6 points below the participant&#39;s baseline of 48" in body
-    # every record has a panel with its audit trail
-    assert body.count('<details class="record"') == len(re.findall(r'id="rec-', body))
-    assert "record.accept" in body
+
+
+def test_records_section_pages_filters_and_shows_every_version(as_role, client, db, seeded):
+    record_id = seeded["ids"]["severe"]
+    correct_record(db, record_id, {"symptoms.epistaxis": 2}, reason="participant pressed the wrong grade",
+                   requested_by="participant, by phone", actor=Actor.staff(2))
+    as_role("investigator")
+    body = _text(client.get("/staff/participants/S-003/records", headers=HTML))
+    panels = len(re.findall(r'<details class="record" id="rec-', body))
+    total = int(re.search(r"Records 1–\d+ of (\d+)", body).group(1))
+    assert panels == min(total, 20) and "record.accept" in body
+    seen = set(re.findall(r'<details class="record" id="rec-([^"]+)"', body))
+    page = 2
+    while f"page={page}" in body:
+        body = _text(client.get(f"/staff/participants/S-003/records?page={page}", headers=HTML))
+        seen |= set(re.findall(r'<details class="record" id="rec-([^"]+)"', body))
+        page += 1
+    assert len(seen) == total  # every record is reachable through the pages
+    corrected = _text(client.get("/staff/participants/S-003/records?only=corrected", headers=HTML))
+    assert re.findall(r'<details class="record" id="rec-([^"]+)"', corrected) == [record_id]
+    assert "Nosebleed: <del>3</del> → <ins>2</ins>" in corrected
+    doses = _text(client.get("/staff/participants/S-003/records?type=dose_confirmation", headers=HTML))
+    assert len(re.findall(r'<details class="record"', doses)) == 2
+    assert _text(client.get("/staff/participants/S-003/records?page=999", headers=HTML))  # clamped, no error
+
+
+def test_audit_section_pages_the_participants_audit_rows(as_role, client, seeded):
+    as_role("monitor")
+    body = _text(client.get("/staff/participants/S-003/audit", headers=HTML))
+    total = int(re.search(r"(\d+) rows about this participant", body).group(1))
+    assert total > 10 and "record.accept" in body and "participant.enroll" in body
+    assert 'id="signoffs"' in body
 
 
 def test_hostile_text_in_notes_is_shown_as_text(as_role, client, seeded):
     as_role("investigator")
-    for url in ("/staff/participants/S-003", f"/staff/records/{seeded['ids']['severe']}"):
+    for url in ("/staff/participants/S-003/records?type=nasal_symptoms&page=1",
+                "/staff/participants/S-003/print", f"/staff/records/{seeded['ids']['severe']}"):
         body = _text(client.get(url, headers=HTML))
         assert "<script>alert" not in body
         assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in body
@@ -86,7 +179,7 @@ def test_no_baseline_is_said_in_words(as_role, client):
     as_role("investigator")
     body = _text(client.get("/staff/participants/S-001", headers=HTML))
     assert "No baseline yet — drop flag off" in body
-    assert "No ALSFRS-R self-report yet." in body
+    assert "No ALSFRS-R self-report yet." in _text(client.get("/staff/participants/S-001/diary", headers=HTML))
 
 
 def test_corrections_show_every_version_and_the_audit_row(as_role, client, db, seeded):
@@ -148,7 +241,7 @@ def test_admin_has_no_clinical_pages(as_role, client, seeded):
 
 def test_monitor_sees_no_site_work_and_is_refused_when_posting(as_role, client, db, seeded):
     as_role("monitor")
-    body = _text(client.get("/staff/participants/S-003", headers=HTML))
+    body = "".join(_text(client.get(f"/staff/participants/S-003/{section}", headers=HTML)) for section in SECTIONS)
     for action in ("/pairing", "/first-dose", "/caregivers/new", "/revoke", "/staff/enroll"):
         assert action not in body, action
     token = csrf_of(client.get("/staff/account/sessions", headers=HTML))
@@ -164,10 +257,9 @@ def test_monitor_sees_no_site_work_and_is_refused_when_posting(as_role, client, 
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_no_page_names_an_arm_cohort_dose_level_or_product(as_role, client, seeded, lang):
     as_role("investigator")
-    client.post("/staff/language", data={"csrf_token": csrf_of(client.get("/staff/participants", headers=HTML)),
-                                         "lang": lang, "next": "/staff/participants"})
-    for url in ("/staff/participants", "/staff/participants/S-003", f"/staff/records/{seeded['ids']['dose1']}",
-                "/staff/participants/S-003/pairing"):
+    _set_lang(client, lang)
+    for url in ("/staff/participants", f"/staff/records/{seeded['ids']['dose1']}", "/staff/participants/S-003/pairing",
+                *(f"/staff/participants/S-003/{section}" for section in SECTIONS)):
         body = _text(client.get(url, headers=HTML))
         assert f'<html lang="{lang}">' in body
         assert not MASKED.search(re.sub(r"<[^>]+>", " ", body)), url

@@ -78,8 +78,10 @@ def test_the_whole_workflow_with_a_correction_is_threaded_and_audited(app, db):
     assert "1 open · 0 answered" in listing
     page = coord.get("/staff/participants/S-003", headers=HTML).get_data(as_text=True)
     assert f"Query {qid}" in page and 'id="queries"' in page and "Congestion 0 but 3" in page
-    assert f"/staff/records/{rec}/query" in page               # "Raise a query" beside each record
-    inv_page = client_as(app, "investigator").get("/staff/participants/S-003", headers=HTML).get_data(as_text=True)
+    assert "Open queries</dt><dd>1</dd>" in page                # the summary counts it
+    records = coord.get("/staff/participants/S-003/records", headers=HTML).get_data(as_text=True)
+    assert f"/staff/records/{rec}/query" in records            # "Raise a query" beside each record
+    inv_page = client_as(app, "investigator").get("/staff/participants/S-003/records", headers=HTML).get_data(as_text=True)
     assert f"Query {qid}" in inv_page and f"/staff/records/{rec}/query" not in inv_page
     site_list = coord.get("/staff/queries", headers=HTML).get_data(as_text=True)
     assert "S-003" in site_list and "open" in site_list

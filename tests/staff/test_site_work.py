@@ -73,7 +73,7 @@ def test_moving_the_first_dose_needs_a_reason_and_keeps_the_old_date(as_role, cl
     assert done.status_code == 303
     change = db.execute("SELECT old_date, new_date, reason FROM first_dose_changes").fetchone()
     assert tuple(change) == ("2025-03-01", "2026-12-24", "visit moved at the family's request")
-    body = client.get("/staff/participants/S-002", headers=HTML).get_data(as_text=True)
+    body = client.get("/staff/participants/S-002/audit", headers=HTML).get_data(as_text=True)
     assert "First dose date changed" in body and "2025-03-01 → 2026-12-24" in body
 
 
@@ -82,7 +82,7 @@ def test_a_caregiver_with_a_hostile_name_is_added_and_shown_as_text(as_role, cli
     page = "/staff/participants/S-002/caregivers/new"
     resp = post_form(client, page, page, {"name": "<img src=x onerror=alert(1)> Robert'); DROP TABLE caregivers;--"})
     assert resp.status_code == 303
-    body = client.get("/staff/participants/S-002", headers=HTML).get_data(as_text=True)
+    body = client.get("/staff/participants/S-002/devices", headers=HTML).get_data(as_text=True)
     assert "&lt;img src=x onerror=alert(1)&gt; Robert&#39;); DROP TABLE caregivers;--" in body
     assert "<img src=x" not in body
     assert _last_audit(db, "caregiver.create")["detail"] == {"subject": "S-002"}
@@ -127,12 +127,12 @@ def test_revoking_a_device_needs_a_reason_and_stops_it_at_once(as_role, client, 
     assert refused.status_code == 400
     assert db.execute("SELECT revoked_at FROM devices WHERE id = ?", [dev["device_id"]]).fetchone()[0] is None
     done = post_form(client, page, page, {"reason": "computer lost on the train"})
-    assert done.status_code == 303 and done.headers["Location"] == "/staff/participants/S-002#devices"
+    assert done.status_code == 303 and done.headers["Location"] == "/staff/participants/S-002/devices"
     entry = make_nasal("S-002", day=datetime.now(timezone.utc).date(), device_seq=1,
                        entered_at=datetime.now(timezone(timedelta(hours=8))))
     assert_error(upload(client, dev["token"], [entry]), 401, "auth.device_revoked")
     assert _last_audit(db, "device.revoke")["detail"]["reason"] == "computer lost on the train"
-    assert "computer lost on the train" in client.get("/staff/participants/S-002", headers=HTML).get_data(as_text=True)
+    assert "computer lost on the train" in client.get("/staff/participants/S-002/devices", headers=HTML).get_data(as_text=True)
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_staff_enter_a_dose_given_at_the_site_through_the_ingest(site_dosing_app
     assert payload["administered_by"] == "site_staff" and payload["dose_number"] == 3
     audit = _last_audit(db, "record.accept")
     assert audit["actor"] == f"staff:{staff_id}" and audit["detail"]["channel"] == "staff"
-    body = client.get("/staff/participants/S-003", headers=HTML).get_data(as_text=True)
+    body = client.get("/staff/participants/S-003/doses", headers=HTML).get_data(as_text=True)
     assert "Staff-entered" in body and "&lt;b&gt;given in clinic&lt;/b&gt;" in body
 
 

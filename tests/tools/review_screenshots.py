@@ -135,7 +135,7 @@ def shoot(out: Path, srv: ReviewDemoServer, only: str = "") -> list[Path]:
                     "participant, at visit")
             page.goto(detail)
             snap(page, lang, "r09-signoff-invalidated")
-            page.goto(f"{url}/staff/participants/{FLAGGED}")
+            page.goto(f"{url}/staff/participants/{FLAGGED}/audit")
             snap(page, lang, "r10-participant-signoffs", at="#signoffs")
             page.goto(url + "/staff/review/reports")
             snap(page, lang, "r11-reports")

@@ -61,11 +61,11 @@ def shoot(out: Path, url: str, srv: DemoServer, only: str = "") -> list[Path]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
-        def snap(page, lang: str, name: str) -> None:
+        def snap(page, lang: str, name: str, full_page: bool = True) -> None:
             if only and not name.startswith(only):
                 return
             path = out / f"{lang}-{name}.png"
-            page.screenshot(path=str(path), full_page=True)
+            page.screenshot(path=str(path), full_page=full_page)
             taken.append(path)
 
         for lang in LANGS:
@@ -85,8 +85,17 @@ def shoot(out: Path, url: str, srv: DemoServer, only: str = "") -> list[Path]:
             for subject in ("001-002", "001-004", "001-006"):
                 page.goto(f"{url}/staff/participants/{subject}")
                 snap(page, lang, f"04-participant-{subject}")
+            # the summary as it fits one 1280 x 800 screen, then each section of the page
+            page.set_viewport_size({"width": 1280, "height": 800})
             page.goto(f"{url}/staff/participants/001-002")
+            snap(page, lang, "04a-participant-one-screen", full_page=False)
+            page.set_viewport_size({"width": 1280, "height": 900})
+            for section in ("diary", "doses", "records", "audit", "devices", "print"):
+                page.goto(f"{url}/staff/participants/001-002/{section}")
+                snap(page, lang, f"04b-participant-{section}")
+            page.goto(f"{url}/staff/participants/001-002/records")
             page.click("details.record summary >> nth=0")
+            snap(page, lang, "04c-participant-records-open")
             first = page.get_attribute("details.record >> nth=0", "id").removeprefix("rec-")
             page.goto(f"{url}/staff/records/{first}")
             snap(page, lang, "05-record")
@@ -100,7 +109,7 @@ def shoot(out: Path, url: str, srv: DemoServer, only: str = "") -> list[Path]:
             page.check("input[name=role][value=participant]")
             page.click("button[type=submit].primary")
             snap(page, lang, "10-pairing-code")
-            page.goto(f"{url}/staff/participants/001-003")
+            page.goto(f"{url}/staff/participants/001-003/devices")
             page.click("a.button.danger >> nth=0")
             snap(page, lang, "11-revoke")
             page.goto(url + "/staff/account/sessions")
@@ -114,7 +123,9 @@ def shoot(out: Path, url: str, srv: DemoServer, only: str = "") -> list[Path]:
             _login(page, url, srv.email("coordinator"))
             _set_lang(page, lang)
             for name, path in (("20-zoom200-participants", "/staff/participants"),
-                               ("21-zoom200-participant", "/staff/participants/001-003")):
+                               ("21-zoom200-participant", "/staff/participants/001-003"),
+                               ("22-zoom200-diary", "/staff/participants/001-002/diary"),
+                               ("23-zoom200-records", "/staff/participants/001-002/records")):
                 page.goto(url + path)
                 snap(page, lang, name)
             ctx.close()

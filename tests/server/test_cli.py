@@ -42,7 +42,7 @@ def ready(run):
 
 def test_init_creates_and_is_repeatable(run):
     code, out, _ = run("init")
-    assert code == 0 and out["applied"] and out["schema"].startswith("m00")
+    assert code == 0 and out["applied"] and out["schema"].startswith("m0")
     code, out, _ = run("init")
     assert code == 0 and out["applied"] == []
 

@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_INTERVAL_MINUTES": 15,
     "BACKUP_DIR": None,  # folder for the daily scheduled backup (server.tasks.backup); None: off
     "BACKUP_KEEP": 14,  # daily backups kept in BACKUP_DIR
+    # age public keys (age1…, space or comma separated) every backup is encrypted to; the private
+    # keys never live on the server. Without any, backups need --unencrypted / the flag below.
+    "BACKUP_RECIPIENTS": None,
+    "BACKUP_ALLOW_UNENCRYPTED": False,  # scheduled backups without recipients (logged and audited)
     # address of a reverse proxy (nginx) whose X-Forwarded-For/-Proto/-Host are trusted; None: trust none
     "TRUSTED_PROXY": None,
 }

@@ -23,7 +23,7 @@ from desktop.store.keys import (
     SITE_FILE, KeyLost, KeyringUnavailable, SitePolicy, database_key, keyring_usable, open_store,
 )
 from tests.desktop.helpers import clock, fill_alsfrs, fill_nasal, pair
-from tests.support.filekeyring import MemoryKeyring
+from tests.support.filekeyring import MemoryKeyring, installed
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = "SENTINEL-PHI-7f3a"
@@ -32,19 +32,14 @@ KEY = bytes(range(KEY_BYTES))
 
 @pytest.fixture
 def ring():
-    previous = keyring.get_keyring()
-    r = MemoryKeyring()
-    keyring.set_keyring(r)
-    yield r
-    keyring.set_keyring(previous)
+    with installed(MemoryKeyring()) as r:
+        yield r
 
 
 @pytest.fixture
 def no_ring():
-    previous = keyring.get_keyring()
-    keyring.set_keyring(FailKeyring())
-    yield
-    keyring.set_keyring(previous)
+    with installed(FailKeyring()):
+        yield
 
 
 def fill(store: Store) -> None:

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import keyring
 import pyrage
 import pytest
 import sqlcipher3
@@ -33,7 +32,7 @@ from desktop.store.keys import open_store
 from desktop.sync import HttpTransport, SyncEngine
 from desktop.sync.credentials import TokenStore
 from desktop.sync.pairing import pair_device
-from tests.support.filekeyring import MemoryKeyring
+from tests.support.filekeyring import MemoryKeyring, installed
 from tests.support.live_server import REPO_ROOT, LiveServer
 from tests.support.records import make_nasal
 
@@ -50,11 +49,8 @@ def row(attack: str, attempts: int, succeeded: int, lost: int, note: str = "") -
 
 @pytest.fixture(scope="module")
 def ring():
-    previous = keyring.get_keyring()
-    r = MemoryKeyring()
-    keyring.set_keyring(r)
-    yield r
-    keyring.set_keyring(previous)
+    with installed(MemoryKeyring()) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import keyring
 
 from jaraco.classes import properties
 from keyring.backend import KeyringBackend
@@ -71,3 +75,14 @@ class MemoryKeyring(KeyringBackend):
 
     def delete_password(self, service, username):
         self.data.pop((service, username), None)
+
+
+@contextmanager
+def installed(backend: KeyringBackend) -> Iterator[KeyringBackend]:
+    """Use ``backend`` as the process's keyring inside the block, then the previous one again."""
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)

@@ -30,7 +30,10 @@ def _data_dir(root: Path) -> Path:
     from shared.protocol import load_protocol
     from tests.support.records import make_alsfrs, make_nasal
 
+    from desktop.store.keys import write_site_policy
+
     folder = root / "client"
+    write_site_policy(folder, True)     # a plain store: no keyring on a benchmark machine
     store = Store(folder)
     store.settings.save_pairing(Pairing(
         server_url="http://127.0.0.1:9", device_id="dev-bench", participant="S-001", role="participant",

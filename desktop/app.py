@@ -41,14 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
 
     from desktop.clock import SystemClock
-    from desktop.store import Store
+    from desktop.store.keys import KeyLost, KeyringUnavailable, open_store
     from desktop.ui.context import UiContext
     from desktop.ui.main_window import Navigator
     from desktop.ui.qt import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else APP_NAME])
     app.setApplicationName(APP_NAME)
-    store = Store(data_dir)
+    try:
+        store = open_store(data_dir)
+    except (KeyringUnavailable, KeyLost) as exc:
+        from desktop.ui.screens.store_refused import StoreRefused
+        reason = "keyring" if isinstance(exc, KeyringUnavailable) else "key_lost"
+        refused = StoreRefused(reason, args.lang or os.environ.get("LANG", ""), data_dir)
+        refused.show()
+        print(f"{APP_NAME} {__version__} refused: store={reason} data-dir={data_dir}", file=sys.stderr)
+        if args.smoke:
+            app.processEvents()
+            return 3
+        app.exec()
+        return 3
     ctx = UiContext(store, SystemClock(), server_url=args.server, language=args.lang)
     window = Navigator(ctx)
     window.show()

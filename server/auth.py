@@ -83,8 +83,11 @@ def device_required(view: Callable) -> Callable:
 
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        from flask import current_app
+
         g.device = authenticate_device(get_db(), token.strip() if scheme.lower() == "bearer" else "",
-                                       client_addr=request.remote_addr)
+                                       client_addr=request.remote_addr,
+                                       grace_seconds=current_app.config["TOKEN_GRACE_SECONDS"])
         return view(*args, **kwargs)
 
     wrapper.auth_kind = "device"

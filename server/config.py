@@ -20,14 +20,26 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RECORDS": 500,
     "SECRET_KEY": None,  # generated per process when unset; staff sessions then end on restart
     "PAIRING_CODE_TTL_MINUTES": 10,
+    # pairing guesses: a few free failures per address / per code, then delays doubling from
+    # PAIRING_BASE_DELAY_SECONDS up to PAIRING_RATE_WINDOW_SECONDS; failures are forgotten after a day
     "PAIRING_RATE_WINDOW_SECONDS": 900,
     "PAIRING_MAX_FAILURES_PER_ADDRESS": 5,
-    "PAIRING_MAX_FAILURES_GLOBAL": 50,
+    "PAIRING_MAX_FAILURES_PER_CODE": 3,
+    "PAIRING_BASE_DELAY_SECONDS": 2,
+    "PAIRING_FAILURE_MEMORY_SECONDS": 86400,
+    # device tokens: a new one every N-th upload (0: never); the old one works for the grace
+    # window after the client first used the new one
+    "TOKEN_ROTATE_EVERY_SYNCS": 50,
+    "TOKEN_GRACE_SECONDS": 7 * 86400,
     "SQLITE_BUSY_TIMEOUT_MS": 10000,
     "CHECK_DB_ON_START": True,
     "JOBS_INTERVAL_MINUTES": 15,
     "BACKUP_DIR": None,  # folder for the daily scheduled backup (server.tasks.backup); None: off
     "BACKUP_KEEP": 14,  # daily backups kept in BACKUP_DIR
+    # age public keys (age1…, space or comma separated) every backup is encrypted to; the private
+    # keys never live on the server. Without any, backups need --unencrypted / the flag below.
+    "BACKUP_RECIPIENTS": None,
+    "BACKUP_ALLOW_UNENCRYPTED": False,  # scheduled backups without recipients (logged and audited)
     # address of a reverse proxy (nginx) whose X-Forwarded-For/-Proto/-Host are trusted; None: trust none
     "TRUSTED_PROXY": None,
     # --- site alerts (server.alerts) ---

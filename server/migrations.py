@@ -379,6 +379,33 @@ def m007_staff_names(db: Database) -> None:
 
 
 @migrations()
+def m010_pairing_limits_and_token_rotation(db: Database) -> None:
+    """Pairing limits per source address and per code (no global lock-out), and rotating device tokens.
+
+    ``pairing_attempts.code_hash``: the sha256 of the code tried (never the code), so repeated tries of
+    one code slow down on their own. ``devices``: ``pending_token_hash`` is a token handed out with a
+    sync answer and not used yet (the old one keeps working until it is); ``previous_token_hash`` is the
+    token it replaced, accepted until ``previous_token_until`` (the grace window); ``syncs_since_rotation``
+    counts authenticated uploads. Existing rows: no pending or previous token, counter 0.
+    """
+    _run(db, """
+    ALTER TABLE pairing_attempts ADD COLUMN code_hash TEXT;
+    CREATE INDEX pairing_attempts_addr ON pairing_attempts(client_addr, at);
+    CREATE INDEX pairing_attempts_code ON pairing_attempts(code_hash, at);
+    ALTER TABLE devices ADD COLUMN pending_token_hash TEXT;
+    ALTER TABLE devices ADD COLUMN pending_token_at TEXT;
+    ALTER TABLE devices ADD COLUMN previous_token_hash TEXT;
+    ALTER TABLE devices ADD COLUMN previous_token_until TEXT;
+    ALTER TABLE devices ADD COLUMN token_rotated_at TEXT;
+    ALTER TABLE devices ADD COLUMN syncs_since_rotation INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX devices_pending_token ON devices(pending_token_hash)
+        WHERE pending_token_hash IS NOT NULL;
+    CREATE INDEX devices_previous_token ON devices(previous_token_hash)
+        WHERE previous_token_hash IS NOT NULL;
+    """)
+
+
+@migrations()
 def m011_alerts_and_queries(db: Database) -> None:
     """Site alerts (issue 12): on-call lists, each staff member's alert settings, the flags the alerting
     has seen (once each), and the delivery outbox; data clarification queries with their message thread.

@@ -23,9 +23,10 @@ __all__ = ["Store", "Draft", "Entry", "Outcome", "Pairing", "WAITING", "DEFAULT_
 
 
 class Store:
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, key: bytes | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.db = open_db(self.data_dir)
+        self.encrypted = key is not None
+        self.db = open_db(self.data_dir, key)
         migrate(self.db)
         self.lock = threading.RLock()
         self.settings = Settings(self.db, self.lock)

@@ -38,12 +38,36 @@ def secure_file(path: Path) -> Path:
     return path
 
 
-def open_db(data_dir: Path | str) -> Database:
-    """Open (creating) the database in ``data_dir`` with the durability settings the client needs."""
+class StoreEncrypted(Exception):
+    """The database is encrypted and no key (or the wrong one) was given."""
+
+
+def open_db(data_dir: Path | str, key: bytes | None = None) -> Database:
+    """Open (creating) the database in ``data_dir`` with the durability settings the client needs.
+
+    With ``key`` the file is SQLCipher-encrypted (a plain one is encrypted in place first, see
+    :mod:`desktop.store.cipher`); without it the file is plain SQLite, which only a site's explicit
+    setting allows in the program (:mod:`desktop.store.keys`).
+    """
+    from desktop.store import cipher
+
     folder = secure_dir(Path(data_dir))
-    path = secure_file(folder / DB_FILENAME)
+    path = folder / DB_FILENAME
+    state = cipher.file_state(path)
+    if key is None and state == "encrypted":
+        raise StoreEncrypted(str(path))
+    if key is not None and state == "plain":
+        cipher.encrypt_in_place(path, key)
+    cipher.clean_leftovers(path)
+    secure_file(path)
     # SQLite gives the -wal and -shm files the main file's permissions.
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    if key is None:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    else:
+        try:
+            conn = cipher.connect(path, key)
+        except cipher.WrongKey:
+            raise StoreEncrypted(str(path)) from None
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL;")
     db.execute("PRAGMA synchronous=FULL;")

@@ -87,11 +87,14 @@ class _Stop(Exception):
 
 class SyncEngine:
     def __init__(self, store: Store, transport: Transport, clock: Clock,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random, tokens: Any = None) -> None:
         self.store = store
         self.transport = transport
         self.clock = clock
         self.rng = rng
+        #: where a rotated token is kept (``TokenStore``); without one, rotation is ignored and the
+        #: old token keeps working (the server keeps it current until the new one is used)
+        self.tokens = tokens
         self._lock = threading.Lock()
         self.on_progress: Callable[[str], None] | None = None
 
@@ -178,6 +181,7 @@ class SyncEngine:
             self._raise_stop(exc)
             raise
         after = self.clock.now()
+        self._adopt_token(body.get("device_token"))
         result.sent += len(batch)
         self._learn_clock(body.get("server_time"), before, after)
         outcomes = self._outcomes(batch, body.get("results"))
@@ -190,6 +194,23 @@ class SyncEngine:
             elif o.state == "needs_attention":
                 result.attention += 1
                 result.attention_ids.append(o.id)
+
+    def _adopt_token(self, token: Any) -> None:
+        """A rotated token: keep it (keyring) first, then use it. If it cannot be kept, ignore it —
+        the old token stays current on the server until the new one is used."""
+        if not isinstance(token, str) or not token or self.tokens is None \
+                or not hasattr(self.transport, "token"):
+            return
+        pairing = self.store.settings.pairing()
+        if pairing is None:
+            return
+        try:
+            self.tokens.save(pairing.device_id, token)
+            if self.tokens.load(pairing.device_id) != token:
+                return
+        except Exception:   # noqa: BLE001 (a keyring failure must never stop a sync)
+            return
+        self.transport.token = token
 
     def _raise_stop(self, exc: TransportError) -> None:
         if isinstance(exc, AuthError):

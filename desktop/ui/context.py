@@ -114,7 +114,8 @@ class UiContext(QObject):
         key = (pairing.server_url, pairing.device_id)
         if self._engine is None or self._engine_key != key:
             token = self.tokens.load(pairing.device_id)
-            self._engine = SyncEngine(self.store, self.transport_factory(pairing.server_url, token), self.clock)
+            self._engine = SyncEngine(self.store, self.transport_factory(pairing.server_url, token), self.clock,
+                                      tokens=self.tokens)
             self._engine_key = key
         return self._engine
 

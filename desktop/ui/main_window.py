@@ -228,6 +228,8 @@ class Navigator(QMainWindow):
         self.status_timer.start(30_000)
         self._apply_theme()
         self.show_start()
+        from desktop.ui.lock import LockController
+        self.lock = LockController(self)       # the optional app lock (desktop/ui/lock.py)
 
     # --- screens ----------------------------------------------------------------------------------
     def current(self) -> Any:
@@ -238,6 +240,8 @@ class Navigator(QMainWindow):
         return getattr(w, "name", "")
 
     def _show(self, screen: Any, focus: bool = True) -> None:
+        if getattr(self, "lock", None) is not None and self.lock.holds(screen):
+            return                              # locked: the page behind the lock stays as it is
         if self.stack.indexOf(screen) < 0:
             self.stack.addWidget(screen)
         screen.refresh()

@@ -103,7 +103,10 @@ def pair_client(url: str, db: Path, data_dir: Path, subject: str) -> str:
     code = server_cli(db, "pairing-code", subject, "--role", "participant")["code"]
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    store = Store(data_dir)
+    from desktop.store.keys import keyring_usable, open_store, write_site_policy
+    if not keyring_usable():            # the demo machine has no keyring: the demo site allows plain
+        write_site_policy(data_dir, True)
+    store = open_store(data_dir)
     try:
         pairing = pair_device(store, TokenStore(data_dir), SystemClock(), url, code, "Demo computer")
         if pairing.role == "caregiver":
@@ -126,7 +129,8 @@ def walk_through(url: str, data_dir: Path, db: Path, demo: dict, out_dir: Path) 
 
     seen = []
     clock = SystemClock()
-    store = Store(data_dir)
+    from desktop.store.keys import open_store
+    store = open_store(data_dir)
     try:
         svc = EntryService(store, clock)
         from zoneinfo import ZoneInfo

@@ -20,6 +20,14 @@ def limits() -> dict[str, int]:
             "max_bytes": current_app.config["MAX_CONTENT_LENGTH"]}
 
 
+def pairing_limits(cfg) -> RateLimits:
+    return RateLimits(max_delay_seconds=cfg["PAIRING_RATE_WINDOW_SECONDS"],
+                      per_address=cfg["PAIRING_MAX_FAILURES_PER_ADDRESS"],
+                      per_code=cfg["PAIRING_MAX_FAILURES_PER_CODE"],
+                      base_delay_seconds=cfg["PAIRING_BASE_DELAY_SECONDS"],
+                      memory_seconds=cfg["PAIRING_FAILURE_MEMORY_SECONDS"])
+
+
 @bp.post("/devices/pair")
 @public
 def pair():
@@ -30,8 +38,7 @@ def pair():
     cfg = current_app.config
     paired = redeem_pairing_code(
         get_db(), body["code"], body["device_name"], client_addr=request.remote_addr,
-        limits=RateLimits(cfg["PAIRING_RATE_WINDOW_SECONDS"], cfg["PAIRING_MAX_FAILURES_PER_ADDRESS"],
-                          cfg["PAIRING_MAX_FAILURES_GLOBAL"]))
+        limits=pairing_limits(cfg))
     resp = jsonify({
         "device_id": paired.device["id"],
         "token": paired.token,

@@ -80,6 +80,9 @@ class ResultSchema(Schema):
 class SyncResponseSchema(Schema):
     results = fields.List(fields.Nested(ResultSchema), required=True)
     server_time = fields.String(required=True, metadata={"format": "date-time"})
+    device_token = fields.String(metadata={"description": (
+        "Optional: a new device token (rotation). The old token keeps working until the client first "
+        "uses this one, then for a grace window. A client may ignore it.")})
 
 
 class ChangeSchema(Schema):

@@ -9,7 +9,7 @@ from server.api.schemas import SyncRequestSchema
 from server.auth import device_required
 from server.db import get_db, write_tx
 from server.store.changes import changes_since, decode_cursor, encode_cursor
-from server.store.devices import touch
+from server.store.devices import rotation_due, touch
 from server.store.records import ingest
 from shared.errors import EproError, FieldError
 from shared.schemas import flatten_errors
@@ -38,8 +38,16 @@ def upload():
     if problems:
         raise EproError("validation.invalid", 400, errors=flatten_errors(problems))
     client_time = wrapper.load({"client_time": body.get("client_time")})["client_time"]
-    results = ingest(get_db(), g.device, records, protocol=protocol(), client_time=client_time)
-    return jsonify({"results": results, "server_time": server_time()})
+    db = get_db()
+    results = ingest(db, g.device, records, protocol=protocol(), client_time=client_time)
+    answer = {"results": results, "server_time": server_time()}
+    rotated = rotation_due(db, g.device, current_app.config["TOKEN_ROTATE_EVERY_SYNCS"])
+    if rotated:
+        answer["device_token"] = rotated      # optional: a client may ignore it and keep its token
+    resp = jsonify(answer)
+    if rotated:
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @bp.get("/sync/changes")

@@ -13,6 +13,15 @@ manifest says and moves the file into place only when all of it matches and the 
 data unless ``force`` is given, and even then keeps the old file as ``<target>.pre-restore-<UTC>``.
 The restored database gets a ``backup.restored`` audit row, so a restore is itself on the record.
 
+**Encryption (SY-09).** With recipients (age X25519 public keys, ``ALS_EPRO_BACKUP_RECIPIENTS``) the
+backup is an age file ``als-epro-<UTC>.sqlite.age`` (pyrage): the plain snapshot is made next to the
+live database (never in the backup folder), encrypted to every recipient, and removed. The server
+holds only public keys; :func:`restore` takes the identity file (``--identity``). The manifest stays
+plain beside it: the encrypted file's size and sha256 (a changed byte is refused before decrypting),
+the plaintext's size and sha256, and every digest as before, all recomputed after decryption. A plain
+backup needs ``unencrypted=True`` (CLI ``--unencrypted``; scheduled: ``BACKUP_ALLOW_UNENCRYPTED``); it
+is logged as a warning and its ``backup.created`` audit row says ``"encrypted": false``.
+
 Everything here is plain functions over paths and sqlite-utils databases (no Flask, no Qt).
 """
 
@@ -20,13 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from sqlite_utils import Database
 
@@ -40,7 +50,9 @@ from shared.errors import EproError, FieldError
 FORMAT = "als-epro-backup/1"
 MANIFEST_SUFFIX = ".manifest.json"
 #: file names the scheduled backup writes and prunes (nothing else in the folder is ever touched)
-NAME_RE = re.compile(r"^als-epro-(\d{8})T(\d{6})Z\.sqlite$")
+NAME_RE = re.compile(r"^als-epro-(\d{8})T(\d{6})Z\.sqlite(?:\.age)?$")
+AGE_SUFFIX = ".age"
+log = logging.getLogger("server.backup")
 _CHUNK = 1 << 20
 
 
@@ -225,18 +237,51 @@ def content_problems(conn, manifest: dict[str, Any]) -> tuple[list[FieldError], 
     return problems, facts
 
 
-def verify_backup(backup_path: str | Path, manifest: dict[str, Any] | None = None) -> list[FieldError]:
-    """Problems with a backup file against its manifest (file hash first, then contents); [] is good."""
+def is_encrypted(manifest: dict[str, Any]) -> bool:
+    return (manifest.get("encryption") or {}).get("scheme", "none") != "none"
+
+
+def plaintext_problems(path: Path, manifest: dict[str, Any]) -> list[FieldError]:
+    """A decrypted backup against the manifest's plaintext size and sha256."""
+    want = manifest.get("plaintext") or {}
+    problems = []
+    if want.get("bytes") != path.stat().st_size:
+        problems.append(FieldError("plaintext.bytes", "mismatch", "the decrypted backup has another size"))
+    if want.get("sha256") != sha256_file(path):
+        problems.append(FieldError("plaintext.sha256", "mismatch",
+                                   "the decrypted backup is not the file the manifest describes"))
+    return problems
+
+
+def verify_backup(backup_path: str | Path, manifest: dict[str, Any] | None = None,
+                  identity: str | Path | None = None) -> list[FieldError]:
+    """Problems with a backup file against its manifest (file hash first, then contents); [] is good.
+
+    An encrypted backup needs the ``identity`` file to check its contents."""
     backup_path = Path(backup_path)
     manifest = manifest if manifest is not None else read_manifest(backup_path)
     problems = file_problems(backup_path, manifest)
     if problems:
         return problems
-    conn = sqlite3.connect(f"file:{backup_path}?mode=ro", uri=True)
+    plain, temp = backup_path, None
+    if is_encrypted(manifest):
+        if identity is None:
+            return [FieldError("identity", "required", "an encrypted backup is checked with its identity file")]
+        temp = backup_path.with_name(f".{backup_path.name}.verify-{os.getpid()}")
+        decrypt_file(backup_path, temp, read_identities(identity))
+        plain = temp
     try:
-        return content_problems(conn, manifest)[0]
+        problems = plaintext_problems(plain, manifest) if temp is not None else []
+        if problems:
+            return problems
+        conn = sqlite3.connect(f"file:{plain}?mode=ro", uri=True)
+        try:
+            return content_problems(conn, manifest)[0]
+        finally:
+            conn.close()
     finally:
-        conn.close()
+        if temp is not None:
+            _remove_db_files(temp)
 
 
 def reconcile(db, manifest: dict[str, Any]) -> list[FieldError]:
@@ -308,8 +353,83 @@ def stamp(now: datetime) -> str:
     return iso(now)[:19].replace("-", "").replace(":", "") + "Z"
 
 
-def default_name(now: datetime) -> str:
-    return f"als-epro-{stamp(now)}.sqlite"
+def default_name(now: datetime, encrypted: bool = False) -> str:
+    return f"als-epro-{stamp(now)}.sqlite" + (AGE_SUFFIX if encrypted else "")
+
+
+# --- age encryption ---------------------------------------------------------------------------------
+
+def parse_recipients(value: Any) -> list[str]:
+    """Recipients from the settings: a list, or a string of ``age1…`` keys separated by spaces/commas."""
+    if not value:
+        return []
+    items = value if isinstance(value, (list, tuple)) else re.split(r"[\s,]+", str(value))
+    return [str(i).strip() for i in items if str(i).strip()]
+
+
+def _recipients(keys: Sequence[str]) -> list[Any]:
+    import pyrage
+
+    out = []
+    for key in keys:
+        try:
+            out.append(pyrage.x25519.Recipient.from_str(key))
+        except Exception:  # noqa: BLE001 (pyrage raises its own error types)
+            raise EproError("backup.recipient_invalid", 400, errors=[
+                FieldError("BACKUP_RECIPIENTS", "age_recipient",
+                           f"{key[:12]}… is not an age public key (age1…)")]) from None
+    return out
+
+
+def read_identities(path: str | Path) -> list[Any]:
+    """The age identities (``AGE-SECRET-KEY-1…`` lines; ``#`` comments) in an identity file."""
+    import pyrage
+
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except OSError as exc:
+        raise EproError("restore.identity_unreadable", 400, detail=f"{path}: {exc.strerror}") from None
+    out = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            try:
+                out.append(pyrage.x25519.Identity.from_str(line))
+            except Exception:  # noqa: BLE001
+                raise EproError("restore.identity_invalid", 400,
+                                detail=f"{path} holds a line that is not an age identity") from None
+    if not out:
+        raise EproError("restore.identity_invalid", 400, detail=f"{path} holds no age identity")
+    return out
+
+
+def _new_private_file(path: Path):
+    _remove_db_files(path)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def encrypt_file(plain: Path, out: Path, recipients: Sequence[str]) -> None:
+    import pyrage
+
+    keys = _recipients(recipients)
+    with open(plain, "rb") as reader, _new_private_file(out) as writer:
+        pyrage.encrypt_io(reader, writer, keys)
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
+def decrypt_file(encrypted: Path, out: Path, identities: Sequence[Any]) -> None:
+    import pyrage
+
+    try:
+        with open(encrypted, "rb") as reader, _new_private_file(out) as writer:
+            pyrage.decrypt_io(reader, writer, list(identities))
+    except (pyrage.DecryptError, OSError):    # a wrong key, or a changed chunk (age's MAC)
+        _remove_db_files(out)
+        raise EproError("restore.decrypt_failed", 400, detail=(
+            "the backup does not decrypt with this identity (another key, or the file was changed)")) \
+            from None
 
 
 # --- backup -----------------------------------------------------------------------------------------
@@ -325,30 +445,45 @@ class BackupResult:
         return {"backup": str(self.path), "manifest": str(self.manifest_path), "bytes": m["file"]["bytes"],
                 "sha256": m["file"]["sha256"], "created_at": m["created_at"], "records": m["records"]["count"],
                 "audit_rows": m["audit"]["rows"], "audit_head_hash": m["audit"]["head_hash"],
-                "chain_ok": m["audit"]["chain_ok"]}
+                "chain_ok": m["audit"]["chain_ok"], "encrypted": is_encrypted(m),
+                "recipients": len((m.get("encryption") or {}).get("recipients") or [])}
 
 
 def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
-           now: datetime | None = None, busy_timeout_ms: int = 10000) -> BackupResult:
+           now: datetime | None = None, busy_timeout_ms: int = 10000,
+           recipients: Sequence[str] = (), unencrypted: bool = False) -> BackupResult:
     """Back up the (possibly live, WAL) database at ``db_path`` to ``dest`` (a file, or a folder to
-    put ``als-epro-<UTC>.sqlite`` in) with its manifest; refuses to overwrite an existing file."""
+    put ``als-epro-<UTC>.sqlite[.age]`` in) with its manifest; refuses to overwrite an existing file.
+
+    Encrypted to ``recipients`` (age public keys); without any, only with ``unencrypted=True``.
+    """
     db_path, dest = Path(db_path), Path(dest)
     actor = actor or Actor.cli()
     now = now or utc_now()
+    recipients = parse_recipients(recipients)
+    if not recipients and not unencrypted:
+        raise EproError("backup.recipients_required", 400, errors=[FieldError(
+            "BACKUP_RECIPIENTS", "required",
+            "Set ALS_EPRO_BACKUP_RECIPIENTS to one or more age public keys, or pass --unencrypted.")])
+    if recipients:
+        _recipients(recipients)                 # a bad key fails before anything is written
     if not db_path.is_file():
         raise EproError("backup.source_missing", 400, detail=f"{db_path} does not exist")
     if dest.is_dir():
-        dest = dest / default_name(now)
+        dest = dest / default_name(now, encrypted=bool(recipients))
     if dest.exists() or manifest_path(dest).exists():
         raise EproError("backup.target_exists", 400, detail=f"{dest} exists; backups are never overwritten")
     if not dest.parent.is_dir():
         raise EproError("backup.target_missing", 400, detail=f"folder {dest.parent} does not exist")
     partial = dest.with_name(dest.name + ".partial")
+    # the plain snapshot of an encrypted backup stays beside the live database, never in the backup folder
+    snapshot = db_path.with_name(f".{dest.name}.snapshot") if recipients else partial
     _remove_db_files(partial)
+    _remove_db_files(snapshot)
     source = open_db(db_path, busy_timeout_ms=busy_timeout_ms)
     try:
-        copy = sqlite3.connect(str(partial))
-        _owner_only(partial)
+        copy = sqlite3.connect(str(snapshot))
+        _owner_only(snapshot)
         try:
             source.conn.backup(copy)          # one step: one read transaction, a consistent snapshot
             copy.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
@@ -358,11 +493,20 @@ def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
             facts = describe(copy)
         finally:
             copy.close()
-        _fsync(partial)
+        _fsync(snapshot)
+        plaintext = {"bytes": snapshot.stat().st_size, "sha256": sha256_file(snapshot)}
+        if recipients:
+            encrypt_file(snapshot, partial, recipients)
+            _remove_db_files(snapshot)
+            encryption = {"scheme": "age-x25519", "recipients": recipients}
+        else:
+            encryption = {"scheme": "none", "reason": "unencrypted flag"}
+            log.warning("backup %s is NOT encrypted (unencrypted flag): keep it off shared storage", dest)
         manifest = {
             "format": FORMAT, "created_at": iso(now), "created_by": str(actor),
             "software_version": shared.__version__, "source": str(db_path.resolve()),
             "file": {"name": dest.name, "bytes": partial.stat().st_size, "sha256": sha256_file(partial)},
+            "plaintext": plaintext, "encryption": encryption,
             **{k: facts[k] for k in ("schema", "tables", "records", "audit")},
         }
         if facts["records_mismatched"]:
@@ -375,9 +519,12 @@ def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
                         detail={"file": dest.name, "file_sha256": manifest["file"]["sha256"],
                                 "records": manifest["records"]["count"], "audit_rows": manifest["audit"]["rows"],
                                 "audit_head_hash": manifest["audit"]["head_hash"],
-                                "chain_ok": manifest["audit"]["chain_ok"]}, now=now)
+                                "chain_ok": manifest["audit"]["chain_ok"],
+                                "encrypted": bool(recipients), "recipients": len(recipients),
+                                **({} if recipients else {"unencrypted_flag": True})}, now=now)
     except BaseException:
         _remove_db_files(partial)
+        _remove_db_files(snapshot)
         raise
     finally:
         source.close()
@@ -387,12 +534,15 @@ def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
 # --- restore ----------------------------------------------------------------------------------------
 
 def restore(backup_path: str | Path, target: str | Path, *, force: bool = False, dry_run: bool = False,
-            actor: Actor | None = None, now: datetime | None = None) -> dict[str, Any]:
+            actor: Actor | None = None, now: datetime | None = None,
+            identity: str | Path | None = None) -> dict[str, Any]:
     """Restore ``backup_path`` into ``target`` only if it verifies against its manifest.
 
     Raises :class:`EproError` (``restore.*``) and leaves the target as it was when anything differs.
     ``force`` replaces a target that holds data (kept as ``<target>.pre-restore-<UTC>``); stop the
-    server first. ``dry_run`` does every check in a temporary copy and removes it.
+    server first. ``dry_run`` does every check in a temporary copy and removes it. An encrypted
+    backup needs ``identity`` (an age identity file); it is decrypted next to the target and the
+    plaintext checked against the manifest's sha256 before anything else.
     """
     from server.migrations import pending
 
@@ -410,11 +560,24 @@ def restore(backup_path: str | Path, target: str | Path, *, force: bool = False,
     if problems:
         raise EproError("restore.verification_failed", 400, detail="the backup file does not match its manifest",
                         errors=problems)
+    encrypted = is_encrypted(manifest)
+    if encrypted and identity is None:
+        raise EproError("restore.identity_required", 400, errors=[FieldError(
+            "identity", "required", "This backup is encrypted: pass --identity FILE (the age private key).")])
+    identities = read_identities(identity) if encrypted else []
     target.parent.mkdir(parents=True, exist_ok=True)
     work = target.with_name(target.name + ".restoring")
+    plain = target.with_name(target.name + ".decrypted") if encrypted else backup_path
     _remove_db_files(work)
     try:
-        src = sqlite3.connect(f"file:{backup_path}?mode=ro", uri=True)
+        if encrypted:
+            decrypt_file(backup_path, plain, identities)
+        if encrypted:               # a plain backup's file hash was checked above
+            problems = plaintext_problems(plain, manifest)
+            if problems:
+                raise EproError("restore.verification_failed", 400,
+                                detail="the decrypted backup does not match its manifest", errors=problems)
+        src = sqlite3.connect(f"file:{plain}?mode=ro", uri=True)
         dst = sqlite3.connect(str(work))
         _owner_only(work)
         try:
@@ -443,7 +606,10 @@ def restore(backup_path: str | Path, target: str | Path, *, force: bool = False,
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()
+        if encrypted:
+            _remove_db_files(plain)
         result = {"backup": str(backup_path), "target": str(target), "dry_run": dry_run,
+                  "encrypted": encrypted,
                   "records": facts["records"]["count"], "audit_rows": facts["audit"]["rows"] + (0 if dry_run else 1),
                   "backup_audit_head_hash": facts["audit"]["head_hash"], "tables": len(facts["tables"]),
                   "pending_migrations": todo, "replaced": None, "verified": True}
@@ -461,6 +627,8 @@ def restore(backup_path: str | Path, target: str | Path, *, force: bool = False,
         return result
     except BaseException:
         _remove_db_files(work)
+        if encrypted:
+            _remove_db_files(plain)
         raise
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from server.backup import MANIFEST_SUFFIX, backup, iter_problems_text, read_manifest, reconcile, restore
+from server.backup import (
+    MANIFEST_SUFFIX, backup, iter_problems_text, parse_recipients, read_manifest, reconcile, restore,
+)
 from server.config import load_config
 from shared.errors import EproError
 
@@ -22,20 +24,24 @@ def _db_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def cmd_backup(args) -> tuple[dict, str]:
-    result = backup(args.db, args.path, busy_timeout_ms=load_config()["SQLITE_BUSY_TIMEOUT_MS"])
+    cfg = load_config()
+    result = backup(args.db, args.path, busy_timeout_ms=cfg["SQLITE_BUSY_TIMEOUT_MS"],
+                    recipients=parse_recipients(cfg.get("BACKUP_RECIPIENTS")), unencrypted=args.unencrypted)
     out = result.summary()
     if not out["chain_ok"]:
         audit = result.manifest["audit"]
         raise EproError("backup.chain_broken", 500, detail=(
             f"backup {result.path} written, but the live audit chain is broken at row "
             f"{audit['first_bad_seq']}: {audit['problem']}; it will not restore until that is resolved"))
+    how = (f"encrypted to {out['recipients']} recipient(s)" if out["encrypted"]
+           else "NOT ENCRYPTED (--unencrypted; recorded in the audit trail)")
     return out, (f"backup written: {out['backup']} ({out['bytes']} bytes, {out['records']} records, "
-                 f"{out['audit_rows']} audit rows, chain ok)\nmanifest: {out['manifest']}")
+                 f"{out['audit_rows']} audit rows, chain ok, {how})\nmanifest: {out['manifest']}")
 
 
 def cmd_restore(args) -> tuple[dict, str]:
     try:
-        out = restore(args.path, args.db, force=args.force, dry_run=args.dry_run)
+        out = restore(args.path, args.db, force=args.force, dry_run=args.dry_run, identity=args.identity)
     except EproError as err:
         if err.errors and not err.detail:
             err.detail = iter_problems_text(err.errors)
@@ -72,12 +78,15 @@ def cmd_reconcile(args) -> tuple[dict, str]:
 def register(subparsers, command) -> None:
     sp = command(subparsers, "backup", cmd_backup,
                  "copy the live database (SQLite online backup) to PATH with a verifiable manifest")
-    sp.add_argument("path", help="backup file to create, or an existing folder (als-epro-<UTC>.sqlite)")
+    sp.add_argument("path", help="backup file to create, or an existing folder (als-epro-<UTC>.sqlite.age)")
     _db_option(sp, "database to back up")
+    sp.add_argument("--unencrypted", action="store_true",
+                    help="write a plain backup (no ALS_EPRO_BACKUP_RECIPIENTS); logged and audited")
     sp = command(subparsers, "restore", cmd_restore,
                  "restore a backup into --db after checking counts, per-record hashes and the audit chain")
     sp.add_argument("path", help="backup file (its PATH.manifest.json must be beside it)")
     _db_option(sp, "database file to create (must be absent or empty unless --force)")
+    sp.add_argument("--identity", help="age identity file (private key) of an encrypted backup; keep it off the server")
     sp.add_argument("--force", action="store_true",
                     help="replace a database that holds data (kept as <db>.pre-restore-<UTC>); stop the server first")
     sp.add_argument("--dry-run", action="store_true", help="verify by restoring into a temporary copy only")

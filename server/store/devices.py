@@ -2,13 +2,19 @@
 
 A revoked device is told so (401 ``auth.device_revoked``) and the attempt is audited; an unknown or
 missing token is 401 ``auth.token_invalid``.
+
+Rotation: every N-th upload (``TOKEN_ROTATE_EVERY_SYNCS``) the answer carries a new token in the
+optional field ``device_token``; it is kept as *pending* and the old one stays current, so a client
+that ignores the field keeps working. The first request with the new token makes it current and the
+old one *previous*, still accepted for ``TOKEN_GRACE_SECONDS`` (an offline client that sends it once
+more), then refused. Revocation kills all three at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -49,17 +55,57 @@ def get_device(db: Database, device_id: str) -> dict[str, Any]:
 
 def devices_for_participant(db: Database, participant_id: int) -> list[dict[str, Any]]:
     rows = query(db, "SELECT * FROM devices WHERE participant_id = ? ORDER BY created_at", [participant_id])
-    return [{k: v for k, v in r.items() if k != "token_hash"} for r in rows]
+    return [_public(r) for r in rows]
+
+
+_SECRET_COLUMNS = ("token_hash", "pending_token_hash", "previous_token_hash")
+_BY_TOKEN = """SELECT d.*, p.subject, p.site_id FROM devices d JOIN participants p ON p.id = d.participant_id
+               WHERE d.{column} = ?"""
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in _SECRET_COLUMNS}
+
+
+def _find_by_token(db: Database, token: str, now: datetime, grace_seconds: float
+                   ) -> tuple[dict[str, Any] | None, str]:
+    """The device a token belongs to and which of its tokens it is: current, pending (the rotated
+    one, used for the first time: it becomes current) or previous (within the grace window)."""
+    digest = hash_token(token)
+    row = query_one(db, _BY_TOKEN.format(column="token_hash"), [digest])
+    if row is not None:
+        return row, "current"
+    row = query_one(db, _BY_TOKEN.format(column="pending_token_hash"), [digest])
+    if row is not None:
+        if row["revoked_at"] is None:
+            with write_tx(db):
+                db.execute("UPDATE devices SET previous_token_hash = token_hash, previous_token_until = ?,"
+                           " token_hash = pending_token_hash, pending_token_hash = NULL,"
+                           " pending_token_at = NULL, token_rotated_at = ?, syncs_since_rotation = 0"
+                           " WHERE id = ? AND pending_token_hash = ?",
+                           [iso(now + timedelta(seconds=grace_seconds)), iso(now), row["id"], digest])
+                write_audit(db, Actor.device(row["id"]), "device.token_rotated", entity="device",
+                            entity_id=row["id"], site_id=row["site_id"],
+                            detail={"grace_until": iso(now + timedelta(seconds=grace_seconds))}, now=now)
+        return row, "pending"
+    row = query_one(db, _BY_TOKEN.format(column="previous_token_hash"), [digest])
+    if row is not None and row["previous_token_until"] and row["previous_token_until"] > iso(now):
+        return row, "previous"
+    return None, ""
 
 
 def authenticate_device(db: Database, token: str, *, client_addr: str | None = None,
-                        now: datetime | None = None) -> dict[str, Any]:
-    """The device row (with ``subject``, ``site_id``) for a bearer token, or a 401 EproError."""
+                        now: datetime | None = None, grace_seconds: float = 7 * 86400) -> dict[str, Any]:
+    """The device row (with ``subject``, ``site_id``) for a bearer token, or a 401 EproError.
+
+    Any of a device's live tokens authenticates it (current; a rotated one not used yet; the one it
+    replaced, until the grace window ends); a revoked device's tokens all fail at once (IA-04). The
+    row's ``token_kind`` says which one was used.
+    """
     if not token:
         raise EproError("auth.token_invalid", 401)
-    row = query_one(db, """
-        SELECT d.*, p.subject, p.site_id FROM devices d JOIN participants p ON p.id = d.participant_id
-        WHERE d.token_hash = ?""", [hash_token(token)])
+    now = now or utc_now()
+    row, kind = _find_by_token(db, token, now, grace_seconds)
     if row is None:
         raise EproError("auth.token_invalid", 401)
     if row["revoked_at"] is not None:
@@ -68,7 +114,33 @@ def authenticate_device(db: Database, token: str, *, client_addr: str | None = N
                         entity_id=row["id"], site_id=row["site_id"],
                         detail={"client_addr": client_addr, "revoked_at": row["revoked_at"]}, now=now)
         raise EproError("auth.device_revoked", 401)
-    return {k: v for k, v in row.items() if k != "token_hash"}
+    if kind == "previous":
+        with write_tx(db):
+            write_audit(db, Actor.device(row["id"]), "device.previous_token_used", entity="device",
+                        entity_id=row["id"], site_id=row["site_id"],
+                        detail={"client_addr": client_addr, "grace_until": row["previous_token_until"]},
+                        now=now)
+    return {**_public(row), "token_kind": kind}
+
+
+def rotation_due(db: Database, device: dict[str, Any], every: int, *,
+                 now: datetime | None = None) -> str | None:
+    """Count one upload; on every ``every``-th one return a new token (stored as pending) for the
+    answer to carry. The old token stays current until the client first uses the new one, so a
+    client that ignores it loses nothing. ``every`` 0: never. Caller holds no transaction."""
+    if every <= 0 or device.get("token_kind") == "previous":
+        return None
+    with write_tx(db):
+        db.execute("UPDATE devices SET syncs_since_rotation = syncs_since_rotation + 1 WHERE id = ?",
+                   [device["id"]])
+        count = db.execute("SELECT syncs_since_rotation FROM devices WHERE id = ? AND revoked_at IS NULL",
+                           [device["id"]]).fetchone()
+        if count is None or count[0] < every:
+            return None
+        token = new_token()
+        db.execute("UPDATE devices SET pending_token_hash = ?, pending_token_at = ?, syncs_since_rotation = 0"
+                   " WHERE id = ?", [hash_token(token), iso(now or utc_now()), device["id"]])
+    return token
 
 
 def create_device(db: Database, participant: dict[str, Any], role: str, caregiver_id: int | None,
@@ -101,9 +173,7 @@ def revoke_device(db: Database, device_id: str, *, reason: str, actor: Actor,
                     detail={"subject": device["subject"], "reason": reason.strip(),
                             "last_seen_at": device["last_seen_at"],
                             "last_device_seq": device["last_device_seq"]}, now=now)
-    out = get_device(db, device_id)
-    out.pop("token_hash", None)
-    return out
+    return _public(get_device(db, device_id))
 
 
 def touch(db: Database, device_id: str, now: datetime | None = None) -> None:

@@ -2,14 +2,18 @@
 
 A code is 10 symbols of Crockford's base32 (50 bits from ``secrets``), shown grouped as
 ``ABCD-EFGH-JK``; input is accepted in any case, with spaces or dashes, and with O/I/L read as 0/1.
-Only the sha256 of the normalised code is stored. Every redemption attempt is recorded; failures
-(wrong, used or expired code) are counted per client address and globally, and past the limit the
-next attempt gets 429 before the code is even looked at (IA-11). Attempts are audited without the code.
+Only the sha256 of the normalised code is stored. Every redemption attempt is recorded; failed
+guesses (wrong, used or expired code) are counted per client address and per code tried, and past a
+few free ones the next guess must wait a delay that doubles with each failure (:class:`RateLimits`);
+until then it gets 429 before the code is even looked at (IA-11). There is no global limit, so
+nobody can pause all pairing. Attempts are audited without the code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,9 +93,29 @@ def issue_pairing_code(db: Database, subject: str, role: str, caregiver_id: int 
 
 @dataclass(frozen=True)
 class RateLimits:
-    window_seconds: int = 900
+    """Growing delays per source address and per code tried; there is no global limit (IA-11).
+
+    ``per_address`` (``per_code``) failed guesses within ``memory_seconds`` are free; after that each
+    further guess from that address (of that code) must wait ``base_delay_seconds * 2**k`` after the
+    previous failure, ``k`` the failures beyond the free ones, at most ``max_delay_seconds``. Until
+    then the answer is 429 and the code is not looked at. An attacker with many addresses slows only
+    the guesses from those addresses; the site's own pairing from another address is not affected.
+    IPv6 addresses count per /64 (one household's network), IPv4 per address.
+    """
+    max_delay_seconds: int = 900
     per_address: int = 5
-    global_: int = 50
+    per_code: int = 3
+    base_delay_seconds: float = 2.0
+    memory_seconds: int = 86400
+
+    def delay(self, failures: int, free: int) -> float:
+        if failures < free:
+            return 0.0
+        return min(float(self.max_delay_seconds), self.base_delay_seconds * 2 ** min(failures - free, 40))
+
+    def guesses_per_hour_at_cap(self) -> float:
+        """Guesses one address gets per hour once its delay has grown to the cap."""
+        return 3600 / self.max_delay_seconds
 
 
 @dataclass(frozen=True)
@@ -101,13 +125,34 @@ class Paired:
     originator: str
 
 
-def _failures(db: Database, since: str, address: str | None = None) -> int:
-    sql = "SELECT COUNT(*) FROM pairing_attempts WHERE at >= ? AND outcome != 'ok'"
-    params: list[Any] = [since]
-    if address is not None:
-        sql += " AND client_addr = ?"
-        params.append(address)
-    return db.execute(sql, params).fetchone()[0]
+_GUESSES = "('invalid', 'used', 'expired')"
+
+
+def address_key(address: str | None) -> str:
+    """The unit an address is limited as: the IPv4 address, or the IPv6 /64 it is in."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:100]
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _wait(db: Database, column: str, value: str, free: int, limits: RateLimits, now: datetime) -> float:
+    """Seconds still to wait before the next guess by ``column = value`` is looked at (0: go)."""
+    since = iso(now - timedelta(seconds=limits.memory_seconds))
+    n, last = db.execute(f"SELECT COUNT(*), MAX(at) FROM pairing_attempts WHERE {column} = ? AND at >= ?"
+                         f" AND outcome IN {_GUESSES}", [value, since]).fetchone()
+    delay = limits.delay(n, free)
+    if not delay or last is None:
+        return 0.0
+    ready = datetime.fromisoformat(last) + timedelta(seconds=delay)
+    return max(0.0, (ready - now).total_seconds())
 
 
 def redeem_pairing_code(db: Database, code: Any, device_name: Any, *, client_addr: str | None,
@@ -121,15 +166,16 @@ def redeem_pairing_code(db: Database, code: Any, device_name: Any, *, client_add
     if errors:
         raise EproError("validation.invalid", 400, errors=errors)
     now = now or utc_now()
-    address = client_addr or "unknown"
-    since = iso(now - timedelta(seconds=limits.window_seconds))
-    outcome, paired, site_id = "ok", None, None
+    address = address_key(client_addr)
+    tried = hash_code(code)
+    outcome, paired, site_id, wait = "ok", None, None, 0.0
     with write_tx(db):
-        if (_failures(db, since, address) >= limits.per_address
-                or _failures(db, since) >= limits.global_):
+        wait = max(_wait(db, "client_addr", address, limits.per_address, limits, now),
+                   _wait(db, "code_hash", tried, limits.per_code, limits, now))
+        if wait > 0:
             outcome = "rate_limited"
         else:
-            row = query_one(db, "SELECT * FROM pairing_codes WHERE code_hash = ?", [hash_code(code)])
+            row = query_one(db, "SELECT * FROM pairing_codes WHERE code_hash = ?", [tried])
             if row is None:
                 outcome = "invalid"
             elif row["used_at"] is not None:
@@ -139,8 +185,8 @@ def redeem_pairing_code(db: Database, code: Any, device_name: Any, *, client_add
             if row is not None:
                 site_id = query_one(db, "SELECT site_id FROM participants WHERE id = ?",
                                     [row["participant_id"]])["site_id"]
-        db.execute("INSERT INTO pairing_attempts (at, client_addr, outcome) VALUES (?, ?, ?)",
-                   [iso(now), address, outcome])
+        db.execute("INSERT INTO pairing_attempts (at, client_addr, outcome, code_hash) VALUES (?, ?, ?, ?)",
+                   [iso(now), address, outcome, tried])
         if outcome == "ok":
             participant = query_one(db, "SELECT * FROM participants WHERE id = ?", [row["participant_id"]])
             device, token = create_device(db, participant, row["role"], row["caregiver_id"],
@@ -161,7 +207,8 @@ def redeem_pairing_code(db: Database, code: Any, device_name: Any, *, client_add
     if paired is not None:
         return paired
     raise {
-        "rate_limited": EproError("pairing.rate_limited", 429),
+        "rate_limited": EproError("pairing.rate_limited", 429,
+                                  extra={"retry_after_s": max(1, math.ceil(wait))}),
         "invalid": EproError("pairing.code_invalid", 400, errors=[
             FieldError("code", "pairing.code_invalid", "This pairing code is not correct.")]),
         "used": EproError("pairing.code_used", 410),

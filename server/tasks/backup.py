@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from server.backup import NAME_RE, backup, backups_in, prune, stamp
+from server.backup import NAME_RE, backup, backups_in, parse_recipients, prune, stamp
 from server.clock import utc_now
 from server.store.audit import Actor
 
@@ -23,7 +23,8 @@ log = logging.getLogger("server.tasks.backup")
 
 
 def daily_backup(db_path: str | Path, backup_dir: str | Path, keep: int, now: datetime | None = None,
-                 *, busy_timeout_ms: int = 10000) -> dict[str, Any]:
+                 *, busy_timeout_ms: int = 10000, recipients: Any = (),
+                 unencrypted: bool = False) -> dict[str, Any]:
     """Write today's backup into ``backup_dir`` unless one exists, then keep the newest ``keep`` days."""
     now = now or utc_now()
     if int(keep) < 1:
@@ -34,7 +35,8 @@ def daily_backup(db_path: str | Path, backup_dir: str | Path, keep: int, now: da
     existing = [p for p in backups_in(folder) if NAME_RE.match(p.name).group(1) == today]
     created = None
     if not existing:
-        created = backup(db_path, folder, actor=ACTOR, now=now, busy_timeout_ms=busy_timeout_ms)
+        created = backup(db_path, folder, actor=ACTOR, now=now, busy_timeout_ms=busy_timeout_ms,
+                         recipients=parse_recipients(recipients), unencrypted=unencrypted)
     kept, removed = prune(folder, keep)
     return {"created": str(created.path) if created else None,
             "chain_ok": created.manifest["audit"]["chain_ok"] if created else None,
@@ -48,7 +50,9 @@ def scheduled_backup(config: Mapping[str, Any], now: datetime | None = None) -> 
         return {"skipped": "BACKUP_DIR is not set"}
     try:
         out = daily_backup(config["DB"], config["BACKUP_DIR"], int(config.get("BACKUP_KEEP") or 14), now,
-                           busy_timeout_ms=int(config.get("SQLITE_BUSY_TIMEOUT_MS") or 10000))
+                           busy_timeout_ms=int(config.get("SQLITE_BUSY_TIMEOUT_MS") or 10000),
+                           recipients=config.get("BACKUP_RECIPIENTS"),
+                           unencrypted=config.get("BACKUP_ALLOW_UNENCRYPTED") is True)
     except Exception:  # logged; the next hourly run tries again
         log.exception("scheduled backup failed")
         raise

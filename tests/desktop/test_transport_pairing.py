@@ -6,10 +6,9 @@ import threading
 
 import keyring
 import pytest
-from jaraco.classes import properties
-from keyring.backend import KeyringBackend
 
 from desktop.sync.credentials import TokenStore
+from tests.support.filekeyring import MemoryKeyring
 from desktop.sync.pairing import StillWaiting, normalize_code, pair_device, unpair
 from desktop.sync.transport import (
     AuthError, CertificateError, HttpTransport, NetworkError, RequestError, ServerError, UrlRefused,
@@ -133,27 +132,6 @@ def test_untrusted_certificate_is_a_certificate_error(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory keyring for one test; never chosen by keyring's own backend detection."""
-
-    @properties.classproperty
-    def priority(cls):
-        raise RuntimeError("test-only backend")
-
-    def __init__(self):
-        super().__init__()
-        self.data = {}
-
-    def set_password(self, service, username, password):
-        self.data[(service, username)] = password
-
-    def get_password(self, service, username):
-        return self.data.get((service, username))
-
-    def delete_password(self, service, username):
-        self.data.pop((service, username), None)
 
 
 def test_token_goes_to_the_keyring_when_there_is_one(tmp_path):

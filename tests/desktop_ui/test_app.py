@@ -11,6 +11,7 @@ from pathlib import Path
 
 from desktop.app import parse_args
 from desktop.store import Store
+from desktop.store.keys import SITE_FILE, write_site_policy
 from desktop.ui.qt import QLineEdit
 from desktop.ui.scheduling import start_scheduler
 from desktop.ui.widgets import WrapButton
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def smoke(data_dir: Path, *extra: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    if not (data_dir / SITE_FILE).exists():
+        write_site_policy(data_dir, True)        # no keyring on this machine: the site allows plain
     out = subprocess.run([sys.executable, "-m", "desktop", "--data-dir", str(data_dir), "--smoke", *extra],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -71,3 +74,23 @@ def test_scheduler_jobs_and_the_hop_to_the_main_thread(app):
     t.join()
     app.qtbot.waitUntil(lambda: app.store.outbox.counts()["received"] == 1, timeout=5000)
     app.settle()
+
+
+def test_the_program_encrypts_with_the_keyring_key_and_refuses_without_a_keyring(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env.update(PYTHON_KEYRING_BACKEND="tests.support.filekeyring.FileKeyring",
+               ALS_EPRO_TEST_KEYRING=str(tmp_path / "ring.json"))
+    data = tmp_path / "client"
+    run = [sys.executable, "-m", "desktop", "--data-dir", str(data), "--smoke"]
+    out = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (data / "als-epro.sqlite").read_bytes()[:16] != b"SQLite format 3\x00"
+    assert "db-key@" in (tmp_path / "ring.json").read_text(encoding="utf-8")
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    fresh = tmp_path / "fresh"
+    out = subprocess.run([*run[:4], str(fresh), "--smoke"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 3 and "refused: store=keyring" in out.stderr
+    assert not (fresh / "als-epro.sqlite").exists()
+    out = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and "refused: store=key_lost" in out.stderr    # encrypted, key gone

@@ -41,7 +41,7 @@ def fuzz(tmp_path_factory):
     code = issue_pairing_code(db, SUBJECT, "participant", actor=Actor.cli())["code"]
     db.close()
     app = create_app({"DB": str(path), "TESTING": True,
-                      "PAIRING_MAX_FAILURES_PER_ADDRESS": 10**9, "PAIRING_MAX_FAILURES_GLOBAL": 10**9})
+                      "PAIRING_MAX_FAILURES_PER_ADDRESS": 10**9, "PAIRING_MAX_FAILURES_PER_CODE": 10**9})
     resp = app.test_client().post(f"{API_PREFIX}/devices/pair", json={"code": code, "device_name": "fuzz"})
     assert resp.status_code == 201
     return app, resp.get_json()["token"]

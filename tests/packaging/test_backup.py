@@ -98,7 +98,7 @@ def test_backup_while_the_server_is_writing_then_restore_into_an_empty_folder(tm
             before = len(batches)
             out_dir = tmp_path / "backups"
             out_dir.mkdir()
-            done = srv.cli("backup", str(out_dir))
+            done = srv.cli("backup", str(out_dir), "--unencrypted")
             during = len(batches) - before
             wait_for(lambda: len(batches) >= before + during + 3 or errors, what="uploads after the backup")
         finally:
@@ -131,7 +131,7 @@ def test_backup_while_the_server_is_writing_then_restore_into_an_empty_folder(tm
 
 
 def test_restore_refuses_a_database_that_holds_data_unless_forced(tmp_path, live_db):
-    made = backup(live_db, tmp_path / "b.sqlite")
+    made = backup(live_db, tmp_path / "b.sqlite", unencrypted=True)
     target = tmp_path / "other.sqlite"
     target.write_bytes(live_db.read_bytes())
     before = target.read_bytes()
@@ -147,7 +147,7 @@ def test_restore_refuses_a_database_that_holds_data_unless_forced(tmp_path, live
 
 
 def test_a_dry_run_verifies_without_writing(tmp_path, live_db):
-    made = backup(live_db, tmp_path / "b.sqlite")
+    made = backup(live_db, tmp_path / "b.sqlite", unencrypted=True)
     target = tmp_path / "new" / "server.sqlite"
     out = restore(made.path, target, dry_run=True)
     assert out["verified"] and out["records"] == made.manifest["records"]["count"] > 0
@@ -156,7 +156,7 @@ def test_a_dry_run_verifies_without_writing(tmp_path, live_db):
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 def test_backups_and_restored_databases_are_readable_by_their_owner_only(tmp_path, live_db):
-    made = backup(live_db, tmp_path / "b.sqlite")
+    made = backup(live_db, tmp_path / "b.sqlite", unencrypted=True)
     target = tmp_path / "r" / "server.sqlite"
     restore(made.path, target)
     for path in (made.path, made.manifest_path, target):
@@ -164,10 +164,10 @@ def test_backups_and_restored_databases_are_readable_by_their_owner_only(tmp_pat
 
 
 def test_backup_never_overwrites(tmp_path, live_db):
-    made = backup(live_db, tmp_path / "b.sqlite")
+    made = backup(live_db, tmp_path / "b.sqlite", unencrypted=True)
     before = made.path.read_bytes()
     with pytest.raises(EproError) as err:
-        backup(live_db, made.path)
+        backup(live_db, made.path, unencrypted=True)
     assert err.value.code == "backup.target_exists" and made.path.read_bytes() == before
 
 
@@ -256,7 +256,7 @@ TAMPERING = {
 
 @pytest.mark.parametrize("tamper", list(TAMPERING), ids=lambda f: f.__name__.strip("_"))
 def test_a_tampered_backup_is_refused_and_the_target_stays_absent(tmp_path, live_db, tamper):
-    made = backup(live_db, tmp_path / "b.sqlite")
+    made = backup(live_db, tmp_path / "b.sqlite", unencrypted=True)
     tamper(made.path, json.loads(made.manifest_path.read_text()))
     code, field = TAMPERING[tamper]
     target = tmp_path / "restore" / "server.sqlite"
@@ -276,8 +276,9 @@ def test_a_tampered_backup_is_refused_and_the_target_stays_absent(tmp_path, live
 
 def test_a_backup_of_a_broken_chain_is_written_but_flagged(tmp_path, live_db):
     _sql(live_db, "DROP TRIGGER audit_no_update", "UPDATE audit SET detail = '{}' WHERE seq = 2")
-    proc = cli("--db", str(live_db), "backup", str(tmp_path / "b.sqlite"))
-    assert proc.returncode != 0 and json.loads(proc.stderr)["code"] == "backup.chain_broken"
+    proc = cli("--db", str(live_db), "backup", str(tmp_path / "b.sqlite"), "--unencrypted")
+    assert "NOT encrypted" in proc.stderr                    # the unencrypted flag is logged ...
+    assert proc.returncode != 0 and json.loads(proc.stderr.splitlines()[-1])["code"] == "backup.chain_broken"
     manifest = read_manifest(tmp_path / "b.sqlite")
     assert manifest["audit"]["chain_ok"] is False and manifest["audit"]["first_bad_seq"] == 2
     with pytest.raises(EproError) as err:
@@ -294,8 +295,8 @@ def test_daily_backup_keeps_the_newest_n_days_and_nothing_else_is_touched(tmp_pa
     (folder / "als-epro-manual.sqlite").write_bytes(b"x")
     start = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     for day in range(7):
-        first = daily_backup(live_db, folder, keep=3, now=start + timedelta(days=day))
-        again = daily_backup(live_db, folder, keep=3, now=start + timedelta(days=day, hours=5))
+        first = daily_backup(live_db, folder, keep=3, now=start + timedelta(days=day), unencrypted=True)
+        again = daily_backup(live_db, folder, keep=3, now=start + timedelta(days=day, hours=5), unencrypted=True)
         assert first["created"] and again["created"] is None        # one backup per UTC day
     names = [p.name for p in backups_in(folder)]
     assert names == ["als-epro-20260105T020000Z.sqlite", "als-epro-20260106T020000Z.sqlite",
@@ -312,10 +313,10 @@ def test_a_failed_backup_deletes_nothing(tmp_path, live_db):
     folder.mkdir()
     start = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     for day in range(2):
-        daily_backup(live_db, folder, keep=1 + day, now=start + timedelta(days=day))
+        daily_backup(live_db, folder, keep=1 + day, now=start + timedelta(days=day), unencrypted=True)
     before = sorted(p.name for p in folder.iterdir())
     with pytest.raises(EproError):
-        daily_backup(tmp_path / "missing.sqlite", folder, keep=1, now=start + timedelta(days=5))
+        daily_backup(tmp_path / "missing.sqlite", folder, keep=1, now=start + timedelta(days=5), unencrypted=True)
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
@@ -323,7 +324,8 @@ def test_scheduled_backup_is_off_without_a_folder_and_runs_from_the_serve_schedu
     assert scheduled_backup({"DB": str(live_db), "BACKUP_DIR": None}) == {"skipped": "BACKUP_DIR is not set"}
     folder = tmp_path / "scheduled"
     scheduler = start_jobs({"DB": str(live_db), "PROTOCOL": "nct06598202", "JOBS_INTERVAL_MINUTES": 15,
-                            "BACKUP_DIR": str(folder), "BACKUP_KEEP": 2, "SQLITE_BUSY_TIMEOUT_MS": 10000})
+                            "BACKUP_DIR": str(folder), "BACKUP_KEEP": 2, "SQLITE_BUSY_TIMEOUT_MS": 10000,
+                            "BACKUP_ALLOW_UNENCRYPTED": True})
     try:
         assert scheduler.get_job("als-epro-backup") is not None
         wait_for(lambda: folder.is_dir() and any(p.name.endswith(".manifest.json") for p in folder.iterdir()),
@@ -353,7 +355,7 @@ def _add_records(path: Path, n: int) -> None:
 
 
 def test_reconcile_accepts_a_database_that_continues_the_backup_and_names_what_changed(tmp_path, live_db):
-    made = backup(live_db, tmp_path / "b.sqlite")
+    made = backup(live_db, tmp_path / "b.sqlite", unencrypted=True)
     _add_records(live_db, 4)                           # the server went on after the backup
     ok = cli("--db", str(live_db), "reconcile", str(made.manifest_path))
     assert ok.returncode == 0, ok.stderr

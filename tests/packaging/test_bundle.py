@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from desktop.store.keys import write_site_policy
 from tests.support.live_server import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,7 @@ def _run(bundle: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_the_frozen_client_starts_offscreen_and_shows_the_first_screen(bundle, tmp_path, lang):
     data_dir = tmp_path / "data"
+    write_site_policy(data_dir, True)       # no keyring here: the site's setting allows a plain store
     proc = _run(bundle, "--smoke", "--data-dir", str(data_dir), "--lang", lang)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
@@ -68,6 +70,14 @@ def test_the_frozen_client_starts_offscreen_and_shows_the_first_screen(bundle, t
     assert re.fullmatch(rf"als-epro \S+ ok: screen=pairing paired=no lang={lang} data-dir={re.escape(str(data_dir))}",
                         lines[0]), lines[0]
     assert data_dir.is_dir() and any(data_dir.iterdir()), "the client made no local database"
+
+
+def test_the_frozen_client_without_a_keyring_refuses_to_store_anything(bundle, tmp_path):
+    data_dir = tmp_path / "data"
+    proc = _run(bundle, "--smoke", "--data-dir", str(data_dir))
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "refused: store=keyring" in proc.stderr        # the SQLCipher module loaded, then refused
+    assert not (data_dir / "als-epro.sqlite").exists()
 
 
 def test_the_bundle_holds_both_languages_data_and_icon_but_no_server_code(bundle):

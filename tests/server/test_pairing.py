@@ -108,18 +108,54 @@ def test_failures_are_rate_limited_per_address_and_audited(app, client, db):
     assert all(r["detail"]["client_addr"] == "10.0.0.66" for r in failed + limited)
 
 
-def test_failures_are_rate_limited_globally(app, client, db):
-    app.config["PAIRING_MAX_FAILURES_GLOBAL"] = 4
-    for i in range(4):
-        _redeem(client, "AAAA-BBBB-CC", addr=f"10.0.1.{i}")
+def test_there_is_no_global_lock_out(app, client, db):
+    """Failures from many addresses slow only those addresses; the site's own pairing still works."""
+    app.config["PAIRING_MAX_FAILURES_PER_ADDRESS"] = 2
+    for i in range(40):
+        for _ in range(3):
+            _redeem(client, f"AAAA-BBBB-{i:02d}", addr=f"10.0.1.{i}")
     good = issue_pairing_code(db, "S-001", "participant", actor=ADMIN)["code"]
-    assert_error(_redeem(client, good, addr="10.0.2.1"), 429, "pairing.rate_limited")
+    assert _redeem(client, good, addr="10.0.2.1").status_code == 201
+
+
+def test_delays_grow_per_address_and_tell_the_client_how_long(db):
+    from server.store.pairing import RateLimits, redeem_pairing_code
+
+    limits = RateLimits(per_address=2, per_code=100, base_delay_seconds=2, max_delay_seconds=60)
+    t = utc_now()
+    waits = []
+    for i in range(8):
+        with pytest.raises(EproError) as err:     # a guess right after the previous failure
+            redeem_pairing_code(db, f"WRONG{i}", "pc", client_addr="10.3.3.3", limits=limits, now=t)
+        if err.value.status == 429:
+            waits.append(err.value.extra["retry_after_s"])
+            with pytest.raises(EproError) as err:       # waiting that long lets the next guess through
+                t += timedelta(seconds=waits[-1])
+                redeem_pairing_code(db, f"WRONG{i}", "pc", client_addr="10.3.3.3", limits=limits, now=t)
+            assert err.value.code == "pairing.code_invalid"
+    assert waits == [2, 4, 8, 16, 32, 60]            # doubling, capped
+    # IPv6: the whole /64 counts as one address
+    for i in range(2):
+        with pytest.raises(EproError):
+            redeem_pairing_code(db, f"V6{i}", "pc", client_addr=f"2001:db8::{i + 1}", limits=limits, now=t)
+    with pytest.raises(EproError) as err:
+        redeem_pairing_code(db, "V6X", "pc", client_addr="2001:db8::ffff", limits=limits, now=t)
+    assert err.value.code == "pairing.rate_limited"
+
+
+def test_one_code_tried_from_many_addresses_slows_down_on_its_own(app, client, db):
+    app.config["PAIRING_MAX_FAILURES_PER_CODE"] = 3
+    for i in range(3):
+        assert_error(_redeem(client, "ZZZZ-YYYY-XX", addr=f"10.0.4.{i}"), 400, "pairing.code_invalid")
+    assert_error(_redeem(client, "ZZZZ-YYYY-XX", addr="10.0.4.99"), 429, "pairing.rate_limited")
+    good = issue_pairing_code(db, "S-001", "participant", actor=ADMIN)["code"]
+    assert _redeem(client, good, addr="10.0.4.99").status_code == 201
 
 
 def test_failures_age_out_of_the_window(app, client, db):
     from server.store.pairing import RateLimits, redeem_pairing_code
 
-    limits = RateLimits(window_seconds=60, per_address=1, global_=100)
+    limits = RateLimits(max_delay_seconds=60, per_address=1, memory_seconds=60)
     past = utc_now() - timedelta(minutes=5)
     with pytest.raises(EproError):
         redeem_pairing_code(db, "AAAA-BBBB-CC", "pc", client_addr="10.9.9.9", limits=limits, now=past)

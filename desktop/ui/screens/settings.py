@@ -73,6 +73,9 @@ class SettingsScreen(Screen):
                 self.text("⚠ " + self.tr("settings.token_file_warning"), role="error")
         else:
             self.text(self.tr("status.not_paired"))
+        # the optional app lock (desktop/ui/screens/lock.py)
+        self.text(self.tr("lock.settings.title"), "stem")
+        self.button(self.tr("lock.settings.title"), self.nav.lock.show_setup, name="appLock")
         # keyboard help and about
         self.text(self.tr("settings.keys_title"), "stem")
         self.text(self.tr("settings.keys_help"))

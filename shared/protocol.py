@@ -108,6 +108,19 @@ class Protocol:
         return self.data["flags"][name]
 
     @property
+    def urgent_rules(self) -> dict[str, bool]:
+        """``[flags.urgent]``: one key per flag rule id, true when the rule is urgent (issue 10)."""
+        return {k: bool(v) for k, v in (self.data.get("flags", {}).get("urgent") or {}).items()}
+
+    def is_urgent(self, rule: str) -> bool:
+        return self.urgent_rules.get(rule, False)
+
+    @property
+    def enrolment(self) -> dict[str, Any]:
+        """``[enrolment]``: onset-to-first-dose window in months (registry inclusion criterion)."""
+        return dict(self.data.get("enrolment", {}))
+
+    @property
     def site(self) -> dict[str, Any]:
         return dict(self.data.get("site", {}))
 

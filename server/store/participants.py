@@ -93,8 +93,10 @@ def dose1_administered_at(db: Database, participant_id: int) -> datetime | None:
 
 
 def participant_timeline(db: Database, participant: dict[str, Any]) -> Timeline:
+    from server.store.day1 import confirmed_day1
+
     return Timeline(date.fromisoformat(participant["first_dose_date"]), participant["tz"],
-                    dose1_administered_at(db, participant["id"]))
+                    dose1_administered_at(db, participant["id"]), confirmed_day1(db, participant["id"]))
 
 
 def timeline_change(db: Database, participant: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +108,7 @@ def timeline_change(db: Database, participant: dict[str, Any]) -> dict[str, Any]
         "tz": participant["tz"],
         "dose1_administered_at": tl.dose1_administered_at.isoformat() if tl.dose1_administered_at else None,
         "study_day1": tl.day1.isoformat(),
+        "day1_confirmed": tl.confirmed_day1.isoformat() if tl.confirmed_day1 else None,
         "status": participant["status"],
         "withdrawn_at": participant["withdrawn_at"],
     }

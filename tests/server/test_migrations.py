@@ -115,6 +115,9 @@ def test_append_only_tables_refuse_update_and_delete(db, table):
                                " 'h', 's')", [staff_id])
                     db.execute("INSERT INTO signoff_invalidations (signoff_id, record_id, signed_version,"
                                " new_version, invalidated_at, actor) VALUES (1, 'r', 1, 2, 'x', 'staff:1')")
+                elif table == "day1_confirmations":
+                    db.execute("INSERT INTO day1_confirmations (participant_id, day1, confirmed_at, confirmed_by)"
+                               " VALUES (1, '2025-03-02', 'x', 'staff:1')")
                 elif table in ("records", "record_versions", "quarantine"):
                     db.execute("INSERT INTO quarantine (device_id, channel, reason, received_at, body, errors,"
                                " sha256) VALUES (NULL, 'sync', 'invalid', 'x', '{}', '[]', 'h')")

@@ -10,7 +10,7 @@ code (label)                          when
 ``inconsistent_epistaxis_help``       ``epistaxis_needed_help`` is true but the nosebleed grade is 0
 ``inconsistent_cough_without_dose``   a cough/choking-at-dosing grade of 1 or more on a diary date
                                       with no given dose (``administered_at`` on that local date)
-``inconsistent_future_date``          the diary date starts more than
+``inconsistent_future_date``          the diary date starts (participant's zone) more than
                                       ``flags.future_diary_tolerance_seconds`` after ``entered_at``
 ====================================  ============================================================
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo
 
 from shared.protocol import Protocol
 from shared.schemas.fields import parse_aware
@@ -53,11 +54,13 @@ def given_dose_dates(records: Iterable[Mapping[str, Any]]) -> set[date]:
 
 
 def consistency_issues(record: Mapping[str, Any], protocol: Protocol | None,
-                       dose_dates: Iterable[date] | None) -> list[str]:
+                       dose_dates: Iterable[date] | None, tz: str | None = None) -> list[str]:
     """The codes (see the module docstring) a nasal diary breaks; ``[]`` for other record types.
 
     ``dose_dates``: the dates with a given dose (:func:`given_dose_dates`); ``None`` when they are not
-    known (the cough rule is then not checked).
+    known (the cough rule is then not checked). ``tz``: the participant's zone, in which the diary
+    date is a day (a device whose clock runs in another zone must not make today "future"); without
+    it, the offset of ``entered_at``.
     """
     if record.get("type") != "nasal_symptoms":
         return []
@@ -73,7 +76,7 @@ def consistency_issues(record: Mapping[str, Any], protocol: Protocol | None,
     entered = record.get("entered_at")
     if p.get("date") and entered:
         moment = _dt(entered)
-        starts = datetime.combine(_day(p["date"]), time(0, 0), tzinfo=moment.tzinfo)
+        starts = datetime.combine(_day(p["date"]), time(0, 0), tzinfo=ZoneInfo(tz) if tz else moment.tzinfo)
         if starts - moment > timedelta(seconds=tolerance_seconds(protocol)):
             out.append("inconsistent_future_date")
     return out

@@ -215,8 +215,12 @@ class EntryService:
             return []
         if not (env["payload"].get("date")):
             return []
+        from desktop.services.today import timeline_of
+        protocol = protocol_of(self.store)
+        tl = timeline_of(self.store, protocol)
+        tz = tl.tz if tl is not None else (protocol.timezone if protocol is not None else None)
         return [FieldError("payload", code, code)
-                for code in consistency_issues(env, protocol_of(self.store), self._dose_dates())]
+                for code in consistency_issues(env, protocol, self._dose_dates(), tz)]
 
     def _dose_dates(self) -> set:
         from datetime import date as _date

@@ -36,7 +36,15 @@ def record_inconsistency(rec: dict[str, Any]) -> list[str]:
     current = rec.get("current") or rec.get("envelope") or {}
     if current.get("type") != "nasal_symptoms" or rec.get("participant_id") is None:
         return []
-    return consistency_issues(current, protocol(), _dose_dates(rec["participant_id"]))
+    return consistency_issues(current, protocol(), _dose_dates(rec["participant_id"]), _tz(rec["participant_id"]))
+
+
+def _tz(participant_id: int) -> str | None:
+    cache = g.setdefault("safety_tz", {})
+    if participant_id not in cache:
+        rows = query(web.get_db(), "SELECT tz FROM participants WHERE id = ?", [participant_id])
+        cache[participant_id] = rows[0]["tz"] if rows else None
+    return cache[participant_id]
 
 
 @bp.get("/participants/<subject>/day1")

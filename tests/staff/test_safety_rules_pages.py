@@ -83,3 +83,18 @@ def test_day1_flag_and_confirmation_on_the_site_page(as_role, client, seeded):
     assert resp.status_code == 303
     page = client.get("/staff/participants/S-003", headers=HTML).get_data(as_text=True)
     assert "Study day 1 to confirm" not in page
+
+
+def test_a_contradiction_made_by_a_correction_shows_the_inconsistent_marker(as_role, client, db, seeded):
+    as_role("coordinator")
+    rid = _rec(db, "S-003", "nasal_symptoms", lambda e: (e["payload"]["symptoms"].get("epistaxis") or 0) == 0)
+    url = f"/staff/records/{rid}/correct/all"
+    resp = post_form(client, url, url, {"v_epistaxis_needed_help": "yes", "reason": "as the participant said",
+                                        "requested_by": "participant by phone"})
+    assert resp.status_code == 303                  # stored: nothing is lost, the record is labelled
+    page = client.get(f"/staff/records/{rid}", headers=HTML).get_data(as_text=True)
+    assert "Inconsistent" in page and "nosebleed help with grade 0" in page
+    fixed = post_form(client, url, url, {"v_epistaxis_needed_help": "no", "reason": "mistyped",
+                                         "requested_by": "participant by phone"})
+    assert fixed.status_code == 303
+    assert "nosebleed help with grade 0" not in client.get(f"/staff/records/{rid}", headers=HTML).get_data(as_text=True)

@@ -46,3 +46,34 @@ def test_a_planned_dose_not_confirmed_is_flagged_the_day_after_its_window(db):
     assert "dose_not_confirmed:S-001:1" in keys(datetime(2025, 3, 3, 0, 1, tzinfo=cst))
     # dose 3 (day 8) is flagged on day 10, inside the DLT window (it used to be day 17)
     assert "dose_not_confirmed:S-001:3" in keys(datetime(2025, 3, 10, 8, tzinfo=cst))
+
+
+def test_day1_confirmation_is_audited_append_only_and_sent_to_the_devices(client, db):
+    import pytest
+
+    from server.store.audit import audit_for_entity
+    from server.store.day1 import confirm_day1, confirmed_day1
+    from server.store.participants import get_participant, participant_timeline
+    from shared.errors import EproError
+    from tests.server.helpers import ADMIN, pair, upload
+
+    dev = pair(client, db)
+    mk = RecordMaker("S-001")
+    cst = timezone(timedelta(hours=8))
+    # dose 1 planned 2025-03-01, typed as 2025-02-28 on the device
+    upload(client, dev["token"], [mk.dose(1, date(2025, 3, 1), datetime(2025, 2, 28, 9, tzinfo=cst))])
+    p = get_participant(db, "S-001")
+    assert participant_timeline(db, p).day1 == date(2025, 2, 28) and confirmed_day1(db, p["id"]) is None
+    with pytest.raises(EproError) as exc:           # another date than dose 1's needs a reason
+        confirm_day1(db, "S-001", "2025-03-01", actor=ADMIN)
+    assert exc.value.errors[0].field == "reason" and exc.value.errors[0].rule == "reason_required"
+    confirm_day1(db, "S-001", "2025-03-01", reason="device clock was a day behind", actor=ADMIN)
+    tl = participant_timeline(db, p)
+    assert tl.day1 == date(2025, 3, 1) and tl.study_day(date(2025, 2, 28)) == -1
+    assert [a["action"] for a in audit_for_entity(db, "participant", "S-001")][-1] == "participant.confirm_day1"
+    change = db.execute("SELECT data FROM changes WHERE kind = 'timeline' ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    import json
+    assert json.loads(change)["day1_confirmed"] == "2025-03-01" and json.loads(change)["study_day1"] == "2025-03-01"
+    import sqlite3
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE day1_confirmations SET day1 = '2025-01-01'")

@@ -21,7 +21,8 @@ from shared.errors import EproError, FieldError
 from shared.instruments import load_instrument
 from shared.messages import has, t
 from shared.vocab import (
-    ADMINISTERED_BY, ALSFRS_ALL_KEYS, LOSS_REASONS, MISSED_REASONS, NASAL_SYMPTOMS, NULLABLE_SYMPTOMS, VOLUMES,
+    ADMINISTERED_BY, ALSFRS_ALL_KEYS, LOSS_REASONS, MISSED_REASONS, NASAL_SYMPTOMS, NULLABLE_SYMPTOMS, RESPONDENTS,
+    VOLUMES,
 )
 
 _MISSING = object()
@@ -37,6 +38,8 @@ def field_specs(rtype: str) -> list[dict[str, Any]]:
     if rtype == "alsfrs_r":
         return [_spec("gastrostomy", "bool"),
                 *(_spec(f"items.{k}", "int", options=tuple(range(5)), optional=k in ("5a", "5b"))
+                  for k in ALSFRS_ALL_KEYS),
+                *(_spec(f"item_respondent.{k}", "choice", options=RESPONDENTS, optional=True)
                   for k in ALSFRS_ALL_KEYS)]
     if rtype == "nasal_symptoms":
         return [_spec("date", "text"),
@@ -130,12 +133,30 @@ def _label(rtype: str, path: str, lang: str) -> str:
         side, leaf = path.split(".")[1:]
         fields = load_instrument("dose_confirmation").content["fields"]
         side_text = (fields.get(side) or {}).get(lang) or side
-        key = f"staff.field.{leaf}"
+        key = f"safety_rules.correct.field.{leaf}"
         return f"{side_text} · {t(key, lang) if has(key) else leaf}"
     if head in ("items", "symptoms"):
         return field_label("payload." + path, rtype, lang)
+    if head == "item_respondent":
+        item = field_label("payload.items." + path.split(".")[1], rtype, lang)
+        return t("safety_rules.correct.who_answered", lang, item=item)
     key = f"review.field.{path}"
     return t(key, lang) if has(key) else field_label("payload." + path, rtype, lang)
+
+
+def _option_text(path: str, value: Any, lang: str) -> str:
+    inst = load_instrument("dose_confirmation").content
+    leaf = path.rsplit(".", 1)[-1]
+    words = None
+    if path.startswith("item_respondent."):
+        words = t(f"staff.respondent.{value}", lang)
+    elif leaf == "volume":
+        words = t(f"staff.dose.volume_{value}", lang)
+    elif leaf == "administered_by":
+        words = (inst["administered_by"].get(value) or {}).get(lang)
+    elif leaf == "missed_reason":
+        words = (inst["missed_reasons"].get(value) or {}).get(lang)
+    return f"{words} ({value})" if words else str(value)
 
 
 def form_rows(rec: Mapping[str, Any], lang: str, values: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -144,7 +165,13 @@ def form_rows(rec: Mapping[str, Any], lang: str, values: Mapping[str, str] | Non
     for spec in field_specs(rec["type"]):
         name = _input_name(spec["path"])
         current = _get(payload, spec["path"])
-        rows.append({**spec, "name": name, "label": _label(rec["type"], spec["path"], lang),
+        shown = as_text(current)
+        if spec["kind"] == "bool" and shown:
+            shown = t(f"staff.{shown}", lang)
+        elif spec["kind"] == "choice" and shown:
+            shown = _option_text(spec["path"], shown, lang)
+        rows.append({**spec, "name": name, "label": _label(rec["type"], spec["path"], lang), "current_text": shown,
+                     "option_texts": [_option_text(spec["path"], o, lang) for o in spec["options"]],
                      "current": as_text(current), "held": current is not _MISSING,
                      "value": (values or {}).get(name, as_text(current))})
     return rows

@@ -25,7 +25,8 @@ migrations = ServerMigrations("server")
 
 #: tables whose rows can never change or disappear, with the migration that made them so
 APPEND_ONLY = ("audit", "first_dose_changes", "records", "record_versions", "quarantine", "changes",
-               "flag_reviews", "signoffs", "signoff_invalidations", "alert_flags", "query_messages")
+               "flag_reviews", "signoffs", "signoff_invalidations", "day1_confirmations", "alert_flags",
+               "query_messages")
 
 
 def _run(db: Database, script: str) -> None:
@@ -376,6 +377,25 @@ def m007_staff_names(db: Database) -> None:
     Accounts made before this keep NULL; their investigators type the printed name when signing.
     """
     _run(db, "ALTER TABLE staff ADD COLUMN name TEXT;")
+
+
+@migrations()
+def m009_day1_confirmations(db: Database) -> None:
+    """Study day 1 confirmed by staff (issue 10 §2): one append-only row per confirmation, the latest
+    wins; a dose-1 time typed on a device never moves day 1 without one of these."""
+    _run(db, """
+    CREATE TABLE day1_confirmations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        participant_id INTEGER NOT NULL REFERENCES participants(id),
+        day1 TEXT NOT NULL,
+        dose1_administered_at TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        confirmed_at TEXT NOT NULL,
+        confirmed_by TEXT NOT NULL
+    );
+    CREATE INDEX day1_confirmations_participant ON day1_confirmations(participant_id, id);
+    """)
+    _append_only(db, "day1_confirmations")
 
 
 @migrations()

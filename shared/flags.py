@@ -27,7 +27,22 @@ rule                        sev.    fires when
 ``dose_missed``             medium  a dose confirmation with ``given`` false
 ``second_diary_same_day``   medium  another nasal diary for a date that already has one, not counting
                                     the planned pre-dose baseline entry on study day 1
+``respiratory_critical``    high    an ALSFRS-R respiratory item (10–12) <= ``respiratory_critical_max``, or
+                                    ``respiratory_drop_points`` or more below the same item in the previous
+                                    ALSFRS-R entry; the participant also sees the safety notice (issue 10)
+``allergic_in_dlt_window``  high    ``allergic_signs`` >= ``allergic_dlt_min`` on a diary day that overlaps
+                                    the DLT window (14 × 24 h from dose 1's time) and is not already an
+                                    ``allergic_after_dose`` flag
+``swallowing_tube_feeding`` high    ALSFRS-R item 3 <= ``swallowing_tube_max`` without a gastrostomy: tube
+                                    feeding through the nose, a hazard for nasal dosing and an exclusion
+                                    criterion
+``dose_off_schedule``       medium  a given dose early, late, too close to the previous one, out of order
+                                    or on the same day as another (:mod:`shared.dose_schedule`)
 ==========================  ======  =========================================================================
+
+``alsfrs_drop`` compares the total (whichever of 5a/5b applies) and the fine-motor domain with the
+baseline, also across a 5a↔5b switch (``fine_motor_drop_points`` for the domain). Which rules are
+*urgent* is in the protocol file (``[flags.urgent]``, one key per rule id): :attr:`Flag.urgent`.
 
 **"Within 24 hours of a dose" for a day-level diary.** A nasal diary describes a whole local day: its
 ``event_time`` is 00:00 of ``payload.date`` at the device's UTC offset (contract §1), so the day is
@@ -52,6 +67,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
+from shared.dose_schedule import dose_findings
 from shared.protocol import Protocol
 from shared.schedule import Entry, Timeline, match_entries
 from shared.schemas.fields import parse_aware
@@ -62,17 +78,23 @@ SEVERITIES = ("high", "medium")
 
 #: every rule in display order, with its severity (``epistaxis`` is high only when help was needed)
 RULES: dict[str, str] = {
+    "respiratory_critical": "high",
     "symptom_severe": "high",
     "allergic_after_dose": "high",
+    "allergic_in_dlt_window": "high",
     "epistaxis": "medium",
     "cough_choking_dosing": "high",
     "sought_medical_care": "high",
     "respiratory_item_low": "high",
+    "swallowing_tube_feeding": "high",
     "alsfrs_drop": "medium",
     "alsfrs_scale_switch": "medium",
     "dose_missed": "medium",
+    "dose_off_schedule": "medium",
     "second_diary_same_day": "medium",
 }
+#: the contract's values for the rules a device applies when its protocol projection lacks them
+NOTICE_DEFAULTS = {"respiratory_critical_max": 1, "respiratory_drop_points": 2}
 _ORDER = {rule: i for i, rule in enumerate(RULES)}
 
 #: the note :func:`evaluate_flags` returns when there is no ALSFRS-R baseline (drop flag is off)
@@ -88,6 +110,8 @@ class Flag:
     severity: str
     detail: dict[str, Any] = field(default_factory=dict, hash=False)
     key: str = ""
+    #: from the protocol's ``[flags.urgent]``; not part of :meth:`as_dict` (acknowledgements hash that)
+    urgent: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -208,15 +232,42 @@ def _notice_thresholds(protocol: Protocol | None) -> tuple[int, int, int]:
             int(protocol.threshold("cough_choking_min")))
 
 
-def safety_notice_needed(record: Mapping[str, Any], protocol: Protocol | None = None) -> bool:
+def _th(protocol: Protocol | None, name: str) -> int:
+    flags = protocol.flags if protocol is not None else {}
+    return int(flags.get(name, NOTICE_DEFAULTS[name]))
+
+
+def respiratory_findings(protocol: Protocol | None, items: Mapping[str, int],
+                         previous: Mapping[str, int] | None = None) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Breathing items that call for the notice and the urgent flag: ``(low, drops)`` where ``low``
+    maps items 10–12 at or below ``respiratory_critical_max`` to their score and ``drops`` maps items
+    ``respiratory_drop_points`` or more below the same item of ``previous`` to ``{"from", "to"}``."""
+    crit, drop = _th(protocol, "respiratory_critical_max"), _th(protocol, "respiratory_drop_points")
+    low = {k: items[k] for k in RESPIRATORY_ITEMS if isinstance(items.get(k), int) and items[k] <= crit}
+    drops = {}
+    for k in RESPIRATORY_ITEMS:
+        if previous and isinstance(previous.get(k), int) and isinstance(items.get(k), int):
+            if previous[k] - items[k] >= drop:
+                drops[k] = {"from": previous[k], "to": items[k]}
+    return low, drops
+
+
+def safety_notice_needed(record: Mapping[str, Any], protocol: Protocol | None = None,
+                         previous: Mapping[str, Any] | None = None) -> bool:
     """Whether the client must show the safety notice on Submit of ``record`` (contract §4).
 
     True for a nasal diary with any symptom at 3, ``allergic_signs`` >= 1, ``epistaxis_needed_help``
-    or ``cough_choking_dosing`` >= 2, and for a dose confirmation with a ``coughed_choked`` loss.
+    or ``cough_choking_dosing`` >= 2, for a dose confirmation with a ``coughed_choked`` loss, and for
+    an ALSFRS-R with a breathing item (10–12) at 1 or 0 or 2 or more below the same item of
+    ``previous`` (the participant's previous ALSFRS-R record, if any; issue 10).
     With ``protocol`` the numbers come from its ``[flags]`` table; without, the contract's values.
     """
-    severe, allergic, cough = _notice_thresholds(protocol)
     payload = record.get("payload") or {}
+    if record.get("type") == "alsfrs_r":
+        prev_items = ((previous or {}).get("payload") or {}).get("items")
+        low, drops = respiratory_findings(protocol, payload.get("items") or {}, prev_items)
+        return bool(low or drops)
+    severe, allergic, cough = _notice_thresholds(protocol)
     if record.get("type") == "nasal_symptoms":
         grades = payload.get("symptoms") or {}
         if any(isinstance(g, int) and g >= severe for g in grades.values()):
@@ -269,12 +320,22 @@ class _Nasal:
                 "date": day, "threshold": severe, "symptoms": high,
                 "grades": {n: grades[n] for n in high}, **self.context(rec, high)}))
         allergic_min = int(self.p.threshold("allergic_signs_min"))
+        after_dose = False
         if (grades.get("allergic_signs") or 0) >= allergic_min:
             doses = self.doses_within(rec)
             if doses:
+                after_dose = True
                 out.append(_flag("allergic_after_dose", rec, {
                     "date": day, "threshold": allergic_min, "grade": grades["allergic_signs"],
                     "window_hours": int(self.p.threshold("allergic_window_hours")), "doses": doses,
+                    **self.context(rec, ["allergic_signs"])}))
+        dlt_min = int(self.p.flags.get("allergic_dlt_min", 2))
+        if not after_dose and (grades.get("allergic_signs") or 0) >= dlt_min:
+            window = self.in_dlt_window(rec)
+            if window is not None:
+                out.append(_flag("allergic_in_dlt_window", rec, {
+                    "date": day, "threshold": dlt_min, "grade": grades["allergic_signs"],
+                    "dlt_starts_at": _iso(window[0]), "dlt_ends_at": _iso(window[1]),
                     **self.context(rec, ["allergic_signs"])}))
         epi_min, help_ = int(self.p.threshold("epistaxis_min")), bool(p.get("epistaxis_needed_help"))
         if (grades.get("epistaxis") or 0) >= epi_min or help_:
@@ -289,6 +350,16 @@ class _Nasal:
         if p.get("sought_medical_care"):
             out.append(_flag("sought_medical_care", rec, {"date": day, **self.context(rec, [])}))
         return out
+
+    def in_dlt_window(self, rec: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+        """The DLT window ``(start, end)`` when the diary day, up to its entry, overlaps it."""
+        start = self.tl.dose1_administered_at
+        if start is None:
+            return None
+        end = start + timedelta(days=self.p.dlt_window_days)
+        day_start = _dt(rec["event_time"])
+        latest = min(day_start + timedelta(hours=24), _dt(rec["entered_at"]))
+        return (start, end) if day_start < end and latest >= start else None
 
     def doses_within(self, rec: Mapping[str, Any]) -> list[dict[str, Any]]:
         hours = float(self.p.threshold("allergic_window_hours"))
@@ -337,12 +408,24 @@ def _alsfrs_flags(protocol: Protocol, alsfrs: list[Mapping[str, Any]],
                   baseline: Baseline | None) -> list[Flag]:
     below = int(protocol.threshold("respiratory_item_below"))
     drop_points = int(protocol.threshold("alsfrs_drop_points"))
+    fm_points = int(protocol.flags.get("fine_motor_drop_points", 3))
+    swallow_max = int(protocol.flags.get("swallowing_tube_max", 1))
     out: list[Flag] = []
     base_key = (_dt(baseline.entered_at), baseline.record_id) if baseline is not None else None
     previous: Mapping[str, Any] | None = None
     for rec in alsfrs:
         score = _score(rec)
         items = rec["payload"]["items"]
+        crit, drops = respiratory_findings(protocol, items, previous["payload"]["items"] if previous else None)
+        if crit or drops:
+            out.append(_flag("respiratory_critical", rec, {
+                "threshold": _th(protocol, "respiratory_critical_max"),
+                "drop_threshold": _th(protocol, "respiratory_drop_points"), "items": crit, "drops": drops,
+                "previous_record_id": str(previous["id"]) if previous else None,
+                "respiratory": score.respiratory}))
+        if isinstance(items.get("3"), int) and items["3"] <= swallow_max and rec["payload"].get("gastrostomy") is False:
+            out.append(_flag("swallowing_tube_feeding", rec, {
+                "threshold": swallow_max, "item": items["3"], "gastrostomy": False}))
         low = {k: items[k] for k in RESPIRATORY_ITEMS if items[k] < below}
         if low:
             out.append(_flag("respiratory_item_low", rec, {
@@ -355,13 +438,17 @@ def _alsfrs_flags(protocol: Protocol, alsfrs: list[Mapping[str, Any]],
                     "from": prev_scale, "to": score.scale, "previous_record_id": str(previous["id"]),
                     "gastrostomy": rec["payload"].get("gastrostomy"),
                     "baseline_scale": baseline.scale if baseline else None}))
-        if base_key is not None and _order_key(rec) > base_key and score.scale == baseline.scale:
+        if base_key is not None and _order_key(rec) > base_key:
+            # totals and the fine-motor domain with whichever item 5 applies, also across a 5a/5b switch
             drop = baseline.total - score.total
-            if drop >= drop_points:
+            fm_drop = baseline.score.fine_motor - score.fine_motor
+            if drop >= drop_points or fm_drop >= fm_points:
                 out.append(_flag("alsfrs_drop", rec, {
                     "threshold": drop_points, "total": score.total, "baseline_total": baseline.total,
                     "drop": drop, "scale": score.scale, "baseline_record_id": baseline.record_id,
-                    "baseline_entered_at": baseline.entered_at}))
+                    "baseline_entered_at": baseline.entered_at, "baseline_scale": baseline.scale,
+                    "fine_motor": score.fine_motor, "baseline_fine_motor": baseline.score.fine_motor,
+                    "fine_motor_drop": fm_drop, "fine_motor_threshold": fm_points}))
         previous = rec
     return out
 
@@ -392,8 +479,15 @@ def evaluate_flags(protocol: Protocol, timeline: Timeline, records: Iterable[Map
     flags.extend(n.second_diaries())
     for rec in doses:
         flags.extend(_dose_flags(protocol, rec))
+    by_id = {str(r["id"]): r for r in doses}
+    for rid, finding in dose_findings(protocol, timeline, doses).items():
+        if finding.labels:
+            flags.append(_flag("dose_off_schedule", by_id[rid], finding.detail()))
     flags.extend(_alsfrs_flags(protocol, alsfrs, base))
     when = {str(r["id"]): _order_key(r) for r in recs}
+    urgent = protocol.flags.get("urgent") or {}
+    flags = [f if not urgent.get(f.rule) else Flag(f.rule, f.record_id, f.severity, f.detail, f.key, True)
+             for f in flags]
     flags.sort(key=lambda f: (when[f.record_id], _ORDER[f.rule]))
     return FlagList(flags, baseline=base, notes=() if base is not None else (NOTE_NO_BASELINE,))
 
@@ -460,6 +554,21 @@ def describe_flag(flag: Flag, lang: str = "en") -> dict[str, Any]:
         params["reason"] = f"{reason}: {text}" if text else reason
     elif rule == "alsfrs_scale_switch":
         params["from_scale"], params["to_scale"] = d["from"], d["to"]
+    elif rule == "respiratory_critical":
+        items = _names("item", lang)
+        name = lambda k: f"{items.get(k, k)} ({t('flag.item', lang, n=k)})"  # noqa: E731
+        params["items"] = _join([*(t("flag.respiratory_critical.low", lang, item=name(k), value=v)
+                                   for k, v in d["items"].items()),
+                                 *(t("flag.respiratory_critical.drop", lang, item=name(k), old=x["from"], new=x["to"])
+                                   for k, x in d["drops"].items())], lang)
+    elif rule == "allergic_in_dlt_window":
+        params["dlt_start"], params["dlt_end"] = _when(d["dlt_starts_at"]), _when(d["dlt_ends_at"])
+    elif rule == "dose_off_schedule":
+        params["administered_at"] = _when(d["administered_at"])
+        params["planned_day"] = "–" if d.get("planned_day") is None else d["planned_day"]
+        params["min_hours"] = d.get("min_interval_hours") or "–"
+        params["findings"] = _join((t(f"flag.dose_finding.{code}", lang, hours=d.get("hours_since_previous"))
+                                    for code in d["labels"]), lang)
     extra: list[str] = []
     if d.get("pre_dose_baseline"):
         extra.append(t("flag.extra.pre_dose_baseline", lang))
@@ -474,6 +583,13 @@ def describe_flag(flag: Flag, lang: str = "en") -> dict[str, Any]:
         extra.append(t("flag.extra.respiratory_at_baseline", lang))
     if rule == "alsfrs_scale_switch":
         extra.append(t("flag.extra.scale_switch_drop", lang))
+    if rule == "alsfrs_drop" and "fine_motor" in d:
+        extra.append(t("flag.extra.drop_fine_motor", lang, value=d["fine_motor"], drop=d["fine_motor_drop"],
+                       baseline=d["baseline_fine_motor"], threshold=d["fine_motor_threshold"]))
+        if d.get("baseline_scale") and d["baseline_scale"] != d["scale"]:
+            extra.append(t("flag.extra.drop_across_switch", lang, from_scale=d["baseline_scale"], to_scale=d["scale"]))
+    if rule == "dose_off_schedule" and d.get("matched_dose") not in (None, d["dose_number"]):
+        extra.append(t("flag.extra.dose_matches_other", lang, n=d["matched_dose"]))
     return {"title": t(flag.title_key, lang), "explanation": t(key, lang, **params), "extra": extra,
             "severity": t(f"flag.severity.{flag.severity}", lang)}
 

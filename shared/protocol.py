@@ -108,9 +108,17 @@ class Protocol:
         return self.data["flags"][name]
 
     @property
-    def urgent_rules(self) -> frozenset[str]:
-        """Flag rules whose alerts go out at once (``[alerts] urgent_rules``); others: daily digest."""
-        return frozenset(self.data.get("alerts", {}).get("urgent_rules", []))
+    def urgent_rules(self) -> dict[str, bool]:
+        """``[flags.urgent]``: one key per flag rule id, true when the rule is urgent (issue 10)."""
+        return {k: bool(v) for k, v in (self.data.get("flags", {}).get("urgent") or {}).items()}
+
+    def is_urgent(self, rule: str) -> bool:
+        return self.urgent_rules.get(rule, False)
+
+    @property
+    def enrolment(self) -> dict[str, Any]:
+        """``[enrolment]``: onset-to-first-dose window in months (registry inclusion criterion)."""
+        return dict(self.data.get("enrolment", {}))
 
     @property
     def site(self) -> dict[str, Any]:
@@ -148,29 +156,31 @@ def load_protocol(name_or_path: str | Path = DEFAULT_PROTOCOL) -> Protocol:
         path = PROTOCOL_DIR / f"{str(name_or_path).lower()}.toml"
     with path.open("rb") as fh:
         data = tomllib.load(fh)
-    check_alerts(data, str(path))
+    check_urgent(data, str(path))
     return Protocol(data, source=str(path))
 
 
 #: flag rules that are not records' flags but schedule facts (``server.store.reviews``)
-SCHEDULE_FLAG_RULES = ("dose_not_confirmed",)
+SCHEDULE_FLAG_RULES = ("dose_not_confirmed", "day1_to_confirm")
 
 
-def check_alerts(data: dict[str, Any], source: str = "protocol") -> None:
-    """Refuse an ``[alerts]`` table naming a rule that does not exist (a typo would silence an alert)."""
+def check_urgent(data: dict[str, Any], source: str = "protocol") -> None:
+    """Refuse a ``[flags.urgent]`` table naming a rule that does not exist or marked with a non-boolean.
+
+    A typo would silence an alert: ``respiratroy_critical = true`` leaves the real rule un-urgent.
+    """
     from shared.flags import RULES
 
-    alerts = data.get("alerts", {})
-    unknown_keys = set(alerts) - {"urgent_rules"}
-    if unknown_keys:
-        raise ValueError(f"{source}: [alerts] has unknown keys {sorted(unknown_keys)}")
-    rules = alerts.get("urgent_rules", [])
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-        raise ValueError(f"{source}: [alerts] urgent_rules must be a list of rule ids")
-    unknown = [r for r in rules if r not in RULES and r not in SCHEDULE_FLAG_RULES]
+    urgent = (data.get("flags", {}) or {}).get("urgent") or {}
+    if not isinstance(urgent, dict):
+        raise ValueError(f"{source}: [flags.urgent] must be a table of rule id = true/false")
+    known = {*RULES, *SCHEDULE_FLAG_RULES}
+    unknown = sorted(set(urgent) - known)
     if unknown:
-        raise ValueError(f"{source}: [alerts] urgent_rules names unknown flag rules {unknown}; "
-                         f"known: {sorted([*RULES, *SCHEDULE_FLAG_RULES])}")
+        raise ValueError(f"{source}: [flags.urgent] names unknown flag rules {unknown}; known: {sorted(known)}")
+    not_bool = sorted(k for k, v in urgent.items() if not isinstance(v, bool))
+    if not_bool:
+        raise ValueError(f"{source}: [flags.urgent] values must be true or false: {not_bool}")
 
 
 def protocol_from_projection(projection: dict[str, Any]) -> Protocol:

@@ -2,8 +2,8 @@
 
 One function, :func:`compute_schedule`, serves the client's Today screen and the server's compliance
 figures. Study day 1 is the local date (participant's zone) of dose 1 as given, or as planned until
-dose 1 is confirmed; there is no day 0. The DLT window runs from dose 1's ``administered_at`` to the
-end of study day 14. Nothing here reads the wall clock: ``now`` is always passed in.
+dose 1 is confirmed (or the day staff confirmed, ``confirmed_day1``); there is no day 0. The DLT window
+runs 14 × 24 h from dose 1's ``administered_at``. Nothing here reads the wall clock: ``now`` is always passed in.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class Timeline:
     first_dose_date: date
     tz: str = "Asia/Shanghai"
     dose1_administered_at: datetime | None = None
+    #: study day 1 as confirmed by staff on the site page (issue 10); wins over dose 1's date
+    confirmed_day1: date | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -36,6 +38,8 @@ class Timeline:
 
     @property
     def day1(self) -> date:
+        if self.confirmed_day1 is not None:
+            return self.confirmed_day1
         if self.dose1_administered_at is not None:
             return self.local_date(self.dose1_administered_at)
         return self.first_dose_date
@@ -69,14 +73,19 @@ class DltStatus:
 
 
 def dlt_status(protocol: Protocol, timeline: Timeline, now: datetime) -> DltStatus:
+    """The DLT window: ``window_days`` × 24 h from dose 1's ``administered_at`` ("2 weeks after the
+    first drop"); until dose 1 is given, its end is counted from 00:00 of the planned day 1.
+    ``day`` is the window's own day (1 in the first 24 h after dose 1, …, N in the last)."""
     n = protocol.dlt_window_days
-    ends = timeline.start_of(timeline.date_of(n + 1))
     start = timeline.dose1_administered_at
-    if start is None or now < start:
+    if start is None:
+        return DltStatus("not_started", None, None, timeline.start_of(timeline.day1) + timedelta(days=n), n)
+    ends = start + timedelta(days=n)
+    if now < start:
         return DltStatus("not_started", None, start, ends, n)
     if now >= ends:
         return DltStatus("closed", None, start, ends, n)
-    return DltStatus("open", timeline.study_day(timeline.local_date(now)), start, ends, n)
+    return DltStatus("open", int((now - start) // timedelta(days=1)) + 1, start, ends, n)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from shared.consistency import consistency_issues, given_dose_dates
 from shared.errors import FieldError
 from shared.instruments import load_instrument
 from shared.schemas import record_errors
@@ -20,7 +21,7 @@ from shared.vocab import ALSFRS_ITEM_KEYS_5A, ALSFRS_ITEM_KEYS_5B, NASAL_SYMPTOM
 
 from desktop.clock import Clock, local_iso, utc_iso
 from desktop.services.i18n import tr as t
-from desktop.services.safety import safety_notice_needed
+from desktop.services.safety import previous_alsfrs, safety_notice_needed
 from desktop.services.today import protocol_of
 from desktop.store import Draft, Entry, Store
 
@@ -39,11 +40,14 @@ class EntryInvalid(Exception):
         self.errors = errors
 
     def messages(self, lang: str) -> list[str]:
-        """The rules in plain words, from the catalogue's ``rule.*`` keys."""
+        """The rules in plain words, from the catalogue's ``consistency.*`` or ``rule.*`` keys."""
         out = []
         for e in self.errors:
-            text = t(f"rule.{e.rule}", lang)
-            out.append(text if text != f"rule.{e.rule}" else e.message)
+            for key in (f"consistency.{e.rule}", f"rule.{e.rule}"):
+                text = t(key, lang)
+                if text != key:
+                    break
+            out.append(text if text != key else e.message)
         return list(dict.fromkeys(out))
 
 
@@ -86,10 +90,12 @@ def nasal_payload(answers: dict[str, Any], context: dict[str, Any]) -> dict[str,
         else:
             symptoms[name] = given.get(name)
     bleeding = (symptoms.get("epistaxis") or 0) >= 1
+    # a "needed help" answer kept after the grade went back to 0 is a contradiction the review page
+    # names (shared.consistency), never silently dropped; "No symptoms today" asks no help question
     payload = {
         "date": context.get("date") or answers.get("date"),
         "symptoms": symptoms,
-        "epistaxis_needed_help": bool(answers.get("epistaxis_needed_help")) if bleeding else False,
+        "epistaxis_needed_help": bool(answers.get("epistaxis_needed_help")) if not answers.get("none") else False,
         "sought_medical_care": False if answers.get("none") else answers.get("sought_medical_care"),
     }
     notes = (answers.get("notes") or "").strip()
@@ -197,15 +203,52 @@ class EntryService:
         _, errors = record_errors(env)
         return errors
 
+    def consistency(self, draft: Draft, lang: str) -> list[FieldError]:
+        """Answers that contradict each other (:mod:`shared.consistency`), as this computer knows
+        the doses: a dose day is a planned dosing day or a day a dose was given here, unless this
+        computer recorded that day's dose as not given."""
+        if draft.type != "nasal_symptoms":
+            return []
+        try:
+            env = self.envelope(draft, lang)
+        except NotPaired:
+            return []
+        if not (env["payload"].get("date")):
+            return []
+        from desktop.services.today import timeline_of
+        protocol = protocol_of(self.store)
+        tl = timeline_of(self.store, protocol)
+        tz = tl.tz if tl is not None else (protocol.timezone if protocol is not None else None)
+        return [FieldError("payload", code, code)
+                for code in consistency_issues(env, protocol, self._dose_dates(), tz)]
+
+    def _dose_dates(self) -> set:
+        from datetime import date as _date
+
+        from desktop.services.today import timeline_of
+        protocol, entries = protocol_of(self.store), self.store.outbox.entries(self.store.device_id or "")
+        doses = [e.envelope for e in entries if e.envelope.get("type") == "dose_confirmation"]
+        given = given_dose_dates(doses)
+        not_given = {_date.fromisoformat(d["payload"]["planned_date"]) for d in doses
+                     if d["payload"].get("given") is False}
+        tl = timeline_of(self.store, protocol)
+        planned = {tl.date_of(day) for day in protocol.dose_days} if tl is not None and protocol else set()
+        return given | (planned - not_given)
+
     def submit(self, draft: Draft, lang: str) -> Submitted:
         """Save the entry durably (one transaction) and say whether the safety notice is due.
 
-        Raises :class:`EntryInvalid` (nothing saved, the draft kept) when a rule is broken.
+        Raises :class:`EntryInvalid` (nothing saved, the draft kept) when a rule is broken or the
+        answers contradict each other (:meth:`consistency`).
         """
+        problems = self.consistency(draft, lang)
+        if problems:
+            raise EntryInvalid(problems)
         env = self.envelope(draft, lang)
         try:
             entry = self.store.outbox.submit(env, draft.id, utc_iso(self.clock.now()))
         except ValidationError as exc:
             errors = [FieldError(**e) for e in exc.messages["errors"]]  # type: ignore[index]
             raise EntryInvalid(errors) from None
-        return Submitted(entry, safety_notice_needed(entry.envelope, protocol_of(self.store)))
+        return Submitted(entry, safety_notice_needed(entry.envelope, protocol_of(self.store),
+                                                     previous_alsfrs(self.store, entry.envelope)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from shared.flags import safety_notice_needed as _needed
+from shared.flags import respiratory_findings, safety_notice_needed as _needed
 from shared.protocol import Protocol
 from shared.vocab import NASAL_SYMPTOMS
 
@@ -27,12 +27,35 @@ def _thresholds(protocol: Protocol | None) -> tuple[int, int, int]:
             int(flags.get("cough_choking_min", 2)))
 
 
-def safety_findings(record: Mapping[str, Any], protocol: Protocol | None = None) -> list[tuple[str, dict[str, Any]]]:
+def previous_alsfrs(store: Any, envelope: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ALSFRS-R entry made on this computer just before ``envelope`` (for the breathing drop rule)."""
+    if envelope.get("type") != "alsfrs_r":
+        return None
+    from shared.schemas.fields import parse_aware
+
+    def key(env: Mapping[str, Any]) -> tuple:
+        return parse_aware(env["entered_at"]), env.get("device_seq") or 0
+
+    mine = key(envelope)
+    earlier = [e.envelope for e in store.outbox.entries(store.device_id or "")
+               if e.envelope.get("type") == "alsfrs_r" and e.envelope.get("id") != envelope.get("id")
+               and key(e.envelope) < mine]
+    return max(earlier, key=key, default=None)
+
+
+def safety_findings(record: Mapping[str, Any], protocol: Protocol | None = None,
+                    previous: Mapping[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """What the person reported that calls for the notice: (message key, params); ``symptom`` is a
-    symptom code the screen words from the instrument file."""
+    symptom code and ``item`` an ALSFRS-R item key, which the screen words from the instrument file."""
     severe, allergic, cough = _thresholds(_usable(protocol))
     payload = record.get("payload") or {}
     out: list[tuple[str, dict[str, Any]]] = []
+    if record.get("type") == "alsfrs_r":
+        prev_items = ((previous or {}).get("payload") or {}).get("items")
+        low, drops = respiratory_findings(protocol, payload.get("items") or {}, prev_items)
+        out += [("safety.finding.breathing_low", {"item": k}) for k in low]
+        out += [("safety.finding.breathing_drop", {"item": k}) for k in drops if k not in low]
+        return out
     if record.get("type") == "nasal_symptoms":
         symptoms = payload.get("symptoms") or {}
         for name in NASAL_SYMPTOMS:
@@ -53,5 +76,6 @@ def safety_findings(record: Mapping[str, Any], protocol: Protocol | None = None)
     return out
 
 
-def safety_notice_needed(record: Mapping[str, Any], protocol: Protocol | None = None) -> bool:
-    return bool(_needed(record, _usable(protocol)))
+def safety_notice_needed(record: Mapping[str, Any], protocol: Protocol | None = None,
+                         previous: Mapping[str, Any] | None = None) -> bool:
+    return bool(_needed(record, _usable(protocol), previous))

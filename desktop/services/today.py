@@ -74,7 +74,9 @@ def timeline_of(store: Store, protocol: Protocol | None = None) -> Timeline | No
             if e.type == "dose_confirmation" and e.dose_number == 1 and e.given:
                 dose1_at = e.event_time
                 break
-    return Timeline(date.fromisoformat(first), tz, dose1_at)
+    confirmed = raw.get("day1_confirmed")
+    return Timeline(date.fromisoformat(first), tz, dose1_at,
+                    date.fromisoformat(confirmed) if isinstance(confirmed, str) else None)
 
 
 def is_dosing_day(store: Store, day: date) -> bool:

@@ -12,7 +12,8 @@ from typing import Any
 
 from desktop.store import Store
 
-TIMELINE_KEYS = ("first_dose_date", "tz", "dose1_administered_at", "study_day1", "status", "withdrawn_at")
+TIMELINE_KEYS = ("first_dose_date", "tz", "dose1_administered_at", "study_day1", "day1_confirmed", "status",
+                 "withdrawn_at")
 
 
 def _kind(change: dict[str, Any]) -> str:

@@ -88,10 +88,15 @@ def plant_urgent_flag(url: str, db: Path, subject: str, catcher) -> str:
     result = json.loads(urllib.request.urlopen(req, timeout=10).read())["results"][0]
     if result["status"] != "accepted":
         return f"alerts: the planted diary was not accepted ({result})"
-    if not catcher.wait_for(1, timeout=60):
-        return "alerts: no alert mail arrived within 60 s (see Admin → Alerts)"
-    msg = catcher.messages[0]
-    return f"alerts: urgent flag for {subject} planted; its mail to {msg['To']} (\"{msg['Subject']}\") landed in {catcher.files[0]}"
+    # other demo participants' urgent flags may be mailed too: wait for the one naming this subject
+    with catcher.arrived:
+        found = catcher.arrived.wait_for(
+            lambda: any(subject in str(m["Subject"]) for m in catcher.messages[:len(catcher.files)]), timeout=60)
+    if not found:
+        return f"alerts: no alert mail for {subject} arrived within 60 s (see Admin → Alerts)"
+    index = next(i for i, m in enumerate(catcher.messages) if subject in str(m["Subject"]))
+    msg = catcher.messages[index]
+    return f"alerts: urgent flag for {subject} planted; its mail to {msg['To']} (\"{msg['Subject']}\") landed in {catcher.files[index]}"
 
 
 def pair_client(url: str, db: Path, data_dir: Path, subject: str) -> str:

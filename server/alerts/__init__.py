@@ -7,7 +7,7 @@ send-pending`` runs once) does three things, each in its own short transactions:
 1. **detect** — evaluates the flags of every participant with records newer than its watermark
    (``server_seq``), and of everyone every ``ALERTS_FULL_SWEEP_MINUTES`` (corrections, doses never
    confirmed). An *open* flag seen for the first time gets one ``alert_flags`` row (append-only); an
-   urgent one (``[alerts] urgent_rules`` in the protocol file) at once one outbox row per on-call staff
+   urgent one (``[flags.urgent]`` in the protocol file) at once one outbox row per on-call staff
    member and channel. Flags on records that were stored before alerting existed (migration m011) are
    not alerted.
 2. **digest** — after ``ALERTS_DIGEST_TIME`` (local), one digest per on-call person and channel listing
@@ -215,7 +215,6 @@ def detect(db: Database, protocol: Protocol, config: Mapping[str, Any], now: dat
     enabled_seq = int(started["enabled_seq"])
     enabled_date = started["enabled_at"][:10]
     ids, top, full = _participants_to_check(db, config, now)
-    urgent_rules = protocol.urgent_rules
     found = queued = 0
     for pid in ids:
         participant = participant_by_id(db, pid)
@@ -237,7 +236,7 @@ def detect(db: Database, protocol: Protocol, config: Mapping[str, Any], now: dat
         with write_tx(db):
             people = _recipients(db, participant["site_id"])
             for item in fresh:
-                urgent = item["rule"] in urgent_rules
+                urgent = protocol.is_urgent(item["rule"])
                 cur = db.execute(
                     "INSERT INTO alert_flags (flag_key, site_id, participant_id, rule, record_id, urgent,"
                     " detected_at, digest_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",

@@ -84,6 +84,7 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
     from server.db import open_db, write_tx
     from server.migrations import migrate
     from server.store.audit import Actor, write_audit
+    from server.store.day1 import confirm_day1
     from server.store.devices import touch
     from server.store.pairing import issue_pairing_code, redeem_pairing_code
     from server.store.participants import enroll
@@ -150,6 +151,9 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
                 heard = now - (timedelta(days=3) if silent else timedelta(hours=2))
                 with write_tx(db):
                     touch(db, paired.device["id"], max(last_heard, heard) if not silent else heard)
+            if person.confirm_day1 and person.first_dose_date <= now.date():
+                confirm_day1(db, person.subject, person.first_dose_date.isoformat(), actor=actor,
+                             now=now - timedelta(hours=3))
             result.participants.append({"subject": person.subject, "story": person.story, "records": count})
             result.records += count
         return result

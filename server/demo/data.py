@@ -37,6 +37,7 @@ class DemoParticipant:
     caregiver_name: str
     devices: list[DemoDevice] = field(default_factory=list)
     withdraw: bool = False
+    confirm_day1: bool = True                  # staff confirmed study day 1 on the site page
 
 
 # (subject, days since first dose, onset, story, special events)
@@ -47,7 +48,27 @@ PLAN = [
     ("001-004", 26, "2025-02-20", "ALSFRS-R 4 points below baseline and breathing item at 3.", {"decline", "respiratory"}),
     ("001-005", 5, "2025-11", "Early in the DLT window; two diaries on day 3; cough at dosing.", {"second_diary", "cough"}),
     ("001-006", -3, "2025-12-01", "Enrolled, first dose in three days; baseline done.", set()),
+    # issue 10: one participant per new safety rule (onsets are months before the first dose, see below)
+    ("001-007", 16, "-13", "Breathing: orthopnea at 1 on day 15 (urgent flag; the participant saw the safety notice).",
+     {"breathing"}),
+    ("001-008", 18, "-10", "Allergic signs grade 2 on day 7, in the DLT window but not within 24 h of a dose.",
+     {"allergic_dlt"}),
+    ("001-009", 20, "-15", "Swallowing at 1 without a gastrostomy (tube through the nose); 5a→5b later with a 44→27 fall.",
+     {"swallowing", "switch_drop"}),
+    ("001-010", 14, "-9", "Doses off schedule: dose 2 on day 2 (early, too close), doses 3 and 4 on day 8 (same day).",
+     {"dose_schedule"}),
+    ("001-011", 12, "-20", "Inconsistent diaries: nosebleed help with grade 0, cough at dosing on day 6, a diary for a future date; no ALSFRS-R baseline (ΔFS says why); dose 4 never confirmed (flagged the day after its window); dose 1's date typed a day early, day 1 not confirmed.",
+     {"inconsistent", "no_baseline", "day1_unconfirmed"}),
 ]
+
+
+def _onset(onset: str, day1: date) -> str:
+    """``"-13"`` = the month 13 months before day 1 (kept inside the protocol's 6–24 months whatever
+    the date the demo is built); anything else is a fixed onset."""
+    if not onset.startswith("-"):
+        return onset
+    months = day1.year * 12 + day1.month - 1 - int(onset[1:])
+    return f"{months // 12:04d}-{months % 12 + 1:02d}"
 
 
 class _Device:
@@ -84,7 +105,8 @@ def build_demo_history(protocol: Protocol, now: datetime, seed: int = 7) -> list
     out: list[DemoParticipant] = []
     for subject, days_in, onset, story, events in PLAN:
         day1 = today - timedelta(days=days_in)
-        p = DemoParticipant(subject, onset, day1, protocol.timezone, story, caregiver_name=f"Caregiver of {subject}")
+        p = DemoParticipant(subject, _onset(onset, day1), day1, protocol.timezone, story,
+                            caregiver_name=f"Caregiver of {subject}", confirm_day1="day1_unconfirmed" not in events)
         pdev = _Device(subject, "participant", tz, rng)
         cdev = _Device(subject, "caregiver", tz, rng)
         lang = "zh-CN" if subject != "001-001" else "en"
@@ -97,18 +119,23 @@ def build_demo_history(protocol: Protocol, now: datetime, seed: int = 7) -> list
 
         # baseline ALSFRS-R five days before dose 1
         base_items = {k: 4 for k in ALSFRS_ITEM_KEYS_5A}
-        base_items.update({"1": 3, "4": 3, "5a": 3, "8": 3} if "decline" in events else {"4": 3})
+        base_items.update({"1": 3, "4": 3, "5a": 3, "8": 3} if "decline" in events else
+                          {"1": 3, "2": 3, "8": 3, "9": 3} if "switch_drop" in events else {"4": 3})
         base_at = _at(day(-5), 10, 15, tz)
-        if visible(base_at):
+        if visible(base_at) and "no_baseline" not in events:
             pdev._env("alsfrs_r", base_at, base_at, {"gastrostomy": False, "items": dict(base_items)}, lang)
 
         # doses
         dose_times: list[datetime] = []
         for n, dday in enumerate(protocol.dose_days, start=1):
+            if "dose_schedule" in events:       # dose 2 on day 2 (early, 24 h after dose 1); 3 and 4 on day 8
+                dday = {1: dday, 2: 2, 3: 8, 4: 8}[n]
             d = day(dday)
-            given_at = _at(d, 9, 0 + n, tz)
+            given_at = _at(d, 9, 0 + n, tz) if not ("dose_schedule" in events and n == 4) else _at(d, 18, 0, tz)
             entered = given_at + timedelta(minutes=12)
-            if not visible(entered):
+            if "day1_unconfirmed" in events and n == 1:   # dose 1's date typed a day early on the device
+                given_at, entered = _at(day(-1), 9, 1, tz), _at(d, 9, 20, tz)
+            if not visible(entered) or ("no_baseline" in events and n == 4):
                 continue
             missed = "missed_dose" in events and n == 3
             if missed:
@@ -120,7 +147,8 @@ def build_demo_history(protocol: Protocol, now: datetime, seed: int = 7) -> list
                 cdev._env("dose_confirmation", entered, _at(d, 0, 0, tz), payload, lang)
                 continue
             lost = "cough" in events and n == 1
-            payload = {"dose_number": n, "planned_date": d.isoformat(), "given": True,
+            planned = day(protocol.dose_days[n - 1]) if "dose_schedule" in events else d
+            payload = {"dose_number": n, "planned_date": planned.isoformat(), "given": True,
                        "administered_at": given_at.isoformat(), "administered_by": "caregiver",
                        "nostrils": {"left": {"given": True, "volume": "full", "retained": True},
                                     "right": {"given": True, "volume": "partial" if lost else "full",
@@ -137,7 +165,8 @@ def build_demo_history(protocol: Protocol, now: datetime, seed: int = 7) -> list
         for kind, n in diary_days:
             d = day(n)
             entered = _at(d, 7, 30, tz) if kind == "baseline" else _at(d, 20, rng.randint(0, 40), tz)
-            if not visible(entered) or (kind == "day" and n > 2 and rng.random() < 0.08):
+            keep = "inconsistent" in events and n in (3, 6)
+            if not visible(entered) or (kind == "day" and n > 2 and rng.random() < 0.08 and not keep):
                 continue
             grades: dict[str, int | None] = {s: 0 for s in NASAL_SYMPTOMS}
             if kind == "day":
@@ -153,10 +182,21 @@ def build_demo_history(protocol: Protocol, now: datetime, seed: int = 7) -> list
                 grades["allergic_signs"] = 1
             if "cough" in events and kind == "day" and n == 1:
                 grades["cough_choking_dosing"] = 2
+            if "allergic_dlt" in events and kind == "day" and n == 7:
+                grades["allergic_signs"] = 2
+            if "inconsistent" in events and kind == "day" and n == 3:
+                help_needed = True                      # "needed help" with a nosebleed grade of 0
+            if "inconsistent" in events and kind == "day" and n == 6:
+                grades["cough_choking_dosing"] = 1      # cough at dosing on a day without a dose
             payload = {"date": d.isoformat(), "symptoms": grades, "epistaxis_needed_help": help_needed,
                        "sought_medical_care": False,
                        "notes": "流鼻血，家人帮忙按压止血" if help_needed else ""}
             pdev._env("nasal_symptoms", entered, _at(d, 0, 0, tz), payload, lang)
+            if "inconsistent" in events and kind == "day" and n == min(days_in, last_nasal):
+                ahead = d + timedelta(days=2)           # a diary for a date two days ahead
+                future = dict(payload, date=ahead.isoformat(), epistaxis_needed_help=False,
+                              symptoms={**grades, "cough_choking_dosing": None}, notes="")
+                pdev._env("nasal_symptoms", entered + timedelta(minutes=3), _at(ahead, 0, 0, tz), future, lang)
             if "second_diary" in events and kind == "day" and n == 3:
                 again = dict(payload, symptoms={**grades, "rhinorrhea": 1}, notes="Forgot I had already filled it in.")
                 later = entered + timedelta(minutes=50)
@@ -175,7 +215,16 @@ def build_demo_history(protocol: Protocol, now: datetime, seed: int = 7) -> list
                 items["10"] = 3
             if k >= 3 and "decline" not in events:
                 items["8"] = 3
-            pdev._env("alsfrs_r", when, when, {"gastrostomy": False, "items": items,
+            if "breathing" in events and k == 2:
+                items["11"] = 1                          # orthopnea: can only sleep sitting up
+            if "swallowing" in events and k == 1:
+                items["3"] = 1                           # needs tube feeding, no gastrostomy
+            gastrostomy = False
+            if "switch_drop" in events and k >= 2:       # a PEG placed: 5b, and a 44 -> 27 fall
+                gastrostomy = True
+                items = {key: 2 for key in items if key != "5a"}
+                items.update({"5b": 2, "1": 1, "10": 4, "11": 4})
+            pdev._env("alsfrs_r", when, when, {"gastrostomy": gastrostomy, "items": items,
                                                "item_respondent": {"4": "participant_assisted"}}, lang)
 
         p.devices = [DemoDevice("participant", f"{subject} home computer", pdev.records),

@@ -92,7 +92,7 @@ bp.register_error_handler(HTTPException, web.http_error_page)
 #: page modules of this package, imported (and so registered on ``bp``) by init_app
 PAGE_MODULES = ("auth_views", "participants", "participant_page", "site_work", "admin")
 #: modules other areas add; imported when present
-OPTIONAL_MODULES = ("review", "queries_pages", "alerts_pages")
+OPTIONAL_MODULES = ("review", "safety_views", "correct_all", "queries_pages", "alerts_pages")
 
 _FLAG_STATE_PROVIDERS: list[Callable[[Any, int], dict[str, dict[str, Any]]]] = []
 

@@ -118,6 +118,17 @@ register_flag_states(_flag_states)
 
 def _describe(item: dict[str, Any]) -> dict[str, Any]:
     from shared.flags import describe_flag
+    if item["rule"] == "day1_to_confirm":
+        from server.staff.fmt import fmt_local
+        d = item["flag"].detail
+        extra = [_("review.flag.day1_to_confirm.differs")] if d["differs_from_plan"] else []
+        if d["confirmed_day1"]:
+            extra.append(_("review.flag.day1_to_confirm.mismatch", confirmed=d["confirmed_day1"],
+                           dose1_date=d["dose1_date"]))
+        return {"title": _("review.flag.day1_to_confirm.title"), "extra": extra,
+                "explanation": _("review.flag.day1_to_confirm.explanation", at=fmt_local(
+                    d["dose1_administered_at"], web.lang(), web.site_tz()), dose1_date=d["dose1_date"],
+                    planned=d["planned_date"])}
     if item["record_id"] is None:
         d = item["flag"].detail
         return {"title": _("review.flag.dose_not_confirmed.title"),

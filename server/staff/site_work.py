@@ -51,7 +51,7 @@ def form_errors(err: EproError, fields: dict[str, str] | None = None) -> dict[st
 @staff_required("enroll")
 def enroll_form(values: dict[str, Any] | None = None, errors: dict[str, list[str]] | None = None):
     values = values or {"tz": protocol().timezone}
-    return web.render("staff/enroll.html", values=values, errors=errors or {},
+    return web.render("staff/enroll.html", values=values, errors=errors or {}, window=protocol().enrolment,
                       status=400 if errors else 200)
 
 
@@ -67,11 +67,18 @@ def enroll_submit():
         return enroll_form(values, missing)
     try:
         p = enroll(web.get_db(), values["subject"], site["code"], values["onset"], values["first_dose"],
-                   tz=values["tz"] or protocol().timezone, actor=_actor())
+                   tz=values["tz"] or protocol().timezone, actor=_actor(), protocol=protocol())
     except EproError as err:
         if err.status not in (400, 409):
             raise
-        return enroll_form(values, form_errors(err, {"subject": "subject"}))
+        errors = form_errors(err, {"subject": "subject"})
+        window = protocol().enrolment
+        for e in err.errors:  # the onset rules name the protocol's window in the page language
+            if e.rule in ("onset_to_first_dose_window", "onset_after_first_dose"):
+                errors["onset"] = [t(f"safety_rules.enrol.{e.rule}", web.lang(),
+                                     lo=window.get("onset_to_first_dose_months_min"),
+                                     hi=window.get("onset_to_first_dose_months_max"))]
+        return enroll_form(values, errors)
     web.notify("staff.enroll.done", subject=p["subject"])
     return redirect(url_for("staff.participant", subject=p["subject"]), 303)
 

@@ -93,8 +93,10 @@ def dose1_administered_at(db: Database, participant_id: int) -> datetime | None:
 
 
 def participant_timeline(db: Database, participant: dict[str, Any]) -> Timeline:
+    from server.store.day1 import confirmed_day1
+
     return Timeline(date.fromisoformat(participant["first_dose_date"]), participant["tz"],
-                    dose1_administered_at(db, participant["id"]))
+                    dose1_administered_at(db, participant["id"]), confirmed_day1(db, participant["id"]))
 
 
 def timeline_change(db: Database, participant: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +108,7 @@ def timeline_change(db: Database, participant: dict[str, Any]) -> dict[str, Any]
         "tz": participant["tz"],
         "dose1_administered_at": tl.dose1_administered_at.isoformat() if tl.dose1_administered_at else None,
         "study_day1": tl.day1.isoformat(),
+        "day1_confirmed": tl.confirmed_day1.isoformat() if tl.confirmed_day1 else None,
         "status": participant["status"],
         "withdrawn_at": participant["withdrawn_at"],
     }
@@ -118,16 +121,33 @@ def _announce_timeline(db: Database, participant_id: int, now: datetime | None) 
                now=now)
 
 
+def check_onset_window(onset_date: date, first: date, protocol: Any = None) -> None:
+    """Registry inclusion: onset to the first dose within the protocol's ``[enrolment]`` months
+    (6–24), and never an onset after the first dose. 400 naming the field and the rule otherwise."""
+    from shared.protocol import load_protocol
+    from shared.scoring import months_between
+
+    window = (protocol or load_protocol()).enrolment
+    lo, hi = window.get("onset_to_first_dose_months_min"), window.get("onset_to_first_dose_months_max")
+    if onset_date > first:
+        raise _bad("onset", "onset_after_first_dose", "Symptom onset cannot be after the first dose.")
+    months = months_between(onset_date, first)
+    if (lo is not None and months < lo) or (hi is not None and months > hi):
+        raise _bad("onset", "onset_to_first_dose_window",
+                   f"Symptom onset to first dose must be {lo}–{hi} months (protocol); it is {months:.1f}.")
+
+
 def enroll(db: Database, subject: str, site_code: str, onset: str, first_dose: str, *,
-           tz: str = DEFAULT_TZ, actor: Actor, now: datetime | None = None) -> dict[str, Any]:
+           tz: str = DEFAULT_TZ, actor: Actor, now: datetime | None = None, protocol: Any = None) -> dict[str, Any]:
     subject = subject.strip()
     if not subject or len(subject) > 64:
         raise _bad("subject", "length", "A subject id has 1 to 64 characters.")
     try:
-        _onset_date, precision = parse_onset(onset)
+        onset_date, precision = parse_onset(onset)
     except ValueError:
         raise _bad("onset", "format.onset", "Use YYYY-MM or YYYY-MM-DD.") from None
     first = _parse_date(first_dose, "first_dose")
+    check_onset_window(onset_date, first, protocol)
     _check_tz(tz)
     with write_tx(db):
         site = get_site(db, site_code)

@@ -35,6 +35,7 @@ from server.alerts.wake import wake as wake_alerts
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
 from server.store.devices import originator, touch
+from server.store.dose_labels import batch_labels
 from server.store.participants import participant_by_id, participant_timeline, timeline_change
 from shared.canonical import record_sha256
 from shared.errors import FieldError
@@ -310,6 +311,7 @@ class _Batch:
             timing = timing_labels_after(self.protocol, timeline, items, new_entries, others)
             last_key = max(((e.entered_at, e.id) for e in others), default=first_new)
         last_key = max(last_key, max((e.entered_at, e.id) for e in new_entries))
+        extra = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates])
         inserted = 0
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
@@ -318,7 +320,7 @@ class _Batch:
         who = f"staff:{staff_id}" if staff_id is not None else originator(self.device, self.device["subject"])
         for index, record in self.candidates:
             drift_flag = self.drifted(record, threshold)
-            labels = list(dict.fromkeys([*record.labels, *timing[record["id"]],
+            labels = list(dict.fromkeys([*record.labels, *timing[record["id"]], *extra[record["id"]],
                                          *(["clock_drift"] if drift_flag else [])]))
             cur = self.db.execute(
                 "INSERT INTO records (id, type, participant_id, device_id, originator, channel,"

@@ -48,6 +48,7 @@ STATES = ("open", "changed", "acknowledged")
 NOTE_MAX = 2000
 AE_NUMBER_MAX = 64
 DOSE_NOT_CONFIRMED = "dose_not_confirmed"
+DAY1_TO_CONFIRM = "day1_to_confirm"
 
 
 def _canonical(value: Any) -> str:
@@ -92,8 +93,10 @@ def current_records(db: Database, participant_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def timeline_of(participant: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> Timeline:
-    """The participant's timeline from already-loaded records (dose 1 as given, else as planned)."""
+def timeline_of(participant: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
+                confirmed_day1: Any = None) -> Timeline:
+    """The participant's timeline from already-loaded records (dose 1 as given, else as planned),
+    with study day 1 as staff confirmed it (``confirmed_day1``, :mod:`server.store.day1`)."""
     from datetime import date
 
     from server.clock import parse_iso
@@ -101,7 +104,7 @@ def timeline_of(participant: Mapping[str, Any], records: Iterable[Mapping[str, A
              if r["type"] == "dose_confirmation" and r["payload"].get("dose_number") == 1
              and r["payload"].get("given") and r["payload"].get("administered_at")]
     return Timeline(date.fromisoformat(participant["first_dose_date"]), participant["tz"],
-                    min(given) if given else None)
+                    min(given) if given else None, confirmed_day1)
 
 
 # --- acknowledgements ------------------------------------------------------------------------------------
@@ -118,14 +121,22 @@ def flag_reviews(db: Database, participant_id: int) -> list[dict[str, Any]]:
 
 def _schedule_flags(protocol: Protocol, participant: Mapping[str, Any], timeline: Timeline,
                     records: list[Mapping[str, Any]], now: datetime) -> list["_ScheduleFlag"]:
-    """Doses whose window has passed with no confirmation at all (``compute_schedule`` status missed)."""
+    """Doses not confirmed at all once their on-time window has ended (``compute_schedule`` status
+    late or missed: from the day after the window, issue 10), and study day 1 still to confirm."""
     if participant["status"] != "active":
         return []
     entries = [Entry.from_envelope(dict(r)) for r in records]
-    return [_ScheduleFlag(participant["subject"], item.dose_number, item.due_date.isoformat(),
-                          item.late_until.isoformat())
-            for item in compute_schedule(protocol, timeline, now, entries)
-            if item.kind == "dose_confirmation" and item.status == "missed"]
+    out = [_ScheduleFlag(participant["subject"], item.dose_number, item.due_date.isoformat(),
+                         item.late_until.isoformat())
+           for item in compute_schedule(protocol, timeline, now, entries)
+           if item.kind == "dose_confirmation" and item.status in ("late", "missed")]
+    if timeline.dose1_administered_at is not None:
+        dose1_day = timeline.local_date(timeline.dose1_administered_at)
+        if timeline.confirmed_day1 is None or timeline.confirmed_day1 != dose1_day:
+            out.append(_Day1Flag(participant["subject"], timeline, dose1_day))
+    for f in out:
+        f.urgent = protocol.is_urgent(f.rule)
+    return out
 
 
 class _ScheduleFlag:
@@ -134,6 +145,7 @@ class _ScheduleFlag:
     severity = "medium"
     rule = DOSE_NOT_CONFIRMED
     record_id = None
+    urgent = False
 
     def __init__(self, subject: str, dose_number: int | None, due_date: str, late_until: str) -> None:
         self.key = f"{DOSE_NOT_CONFIRMED}:{subject}:{dose_number}"
@@ -142,6 +154,19 @@ class _ScheduleFlag:
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "rule": self.rule, "record_id": None, "severity": self.severity,
                 "detail": dict(self.detail)}
+
+
+class _Day1Flag(_ScheduleFlag):
+    """Dose 1 is given but staff have not confirmed study day 1 (or confirmed another date)."""
+
+    rule = DAY1_TO_CONFIRM
+
+    def __init__(self, subject: str, timeline: Timeline, dose1_day: Any) -> None:
+        self.key = f"{DAY1_TO_CONFIRM}:{subject}"
+        self.detail = {"dose1_administered_at": timeline.dose1_administered_at.isoformat(),
+                       "dose1_date": dose1_day.isoformat(), "planned_date": timeline.first_dose_date.isoformat(),
+                       "confirmed_day1": timeline.confirmed_day1.isoformat() if timeline.confirmed_day1 else None,
+                       "differs_from_plan": dose1_day != timeline.first_dose_date}
 
 
 def participant_flags(db: Database, protocol: Protocol, participant: Mapping[str, Any], *,
@@ -155,8 +180,10 @@ def participant_flags(db: Database, protocol: Protocol, participant: Mapping[str
     acknowledgement (or None).
     """
     now = now or utc_now()
+    from server.store.day1 import confirmed_day1
+
     records = current_records(db, participant["id"]) if records is None else records
-    timeline = timeline_of(participant, records)
+    timeline = timeline_of(participant, records, confirmed_day1(db, participant["id"]))
     flags: FlagList = evaluate_flags(protocol, timeline, records)
     versions = {r["id"]: r["version"] for r in records}
     latest: dict[str, dict[str, Any]] = {}

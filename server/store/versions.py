@@ -27,6 +27,17 @@ from shared.schemas import record_errors
 _MISSING = object()
 
 
+class _Remove:
+    """The value that removes a payload field in a correction (e.g. item 5a when 5b replaces it)."""
+
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+#: pass as the new value of a path in ``updates`` to remove that field (stored as ``"removed": true``)
+REMOVE = _Remove()
+
+
 def _get(node: Any, parts: list[str]) -> Any:
     for part in parts:
         if not isinstance(node, dict) or part not in node:
@@ -80,6 +91,13 @@ def correct_record(db: Database, record_id: str, updates: Mapping[str, Any], *, 
         for path, value in updates.items():
             parts = path.removeprefix("payload.").split(".")
             old = _get(payload, parts)
+            if value is REMOVE:
+                if old is _MISSING:
+                    continue
+                parent = _get(new_payload, parts[:-1]) if len(parts) > 1 else new_payload
+                parent.pop(parts[-1], None)
+                changes.append({"field": "payload." + ".".join(parts), "old": old, "new": None, "removed": True})
+                continue
             if old is not _MISSING and old == value and type(old) is type(value):
                 continue
             _set(new_payload, parts, value)

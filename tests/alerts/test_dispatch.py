@@ -12,7 +12,7 @@ from server.alerts import (
     add_oncall, backoff_seconds, deliveries, dispatch, remove_oncall, save_settings, unalerted_flags,
 )
 from server.store.audit import Actor
-from shared.protocol import check_alerts, load_protocol
+from shared.protocol import check_urgent, load_protocol
 from tests.alerts.conftest import alert_config
 from tests.server.helpers import pair, upload
 from tests.support.records import make_dose, make_nasal
@@ -220,9 +220,9 @@ def test_a_missed_dose_is_urgent(world, mail):
 
 
 def test_the_protocol_file_refuses_unknown_urgent_rules():
-    check_alerts({"alerts": {"urgent_rules": ["symptom_severe", "dose_not_confirmed"]}})
+    check_urgent({"flags": {"urgent": {"symptom_severe": True, "dose_not_confirmed": False}}})
     with pytest.raises(ValueError, match="unknown flag rules.*symptom_sever"):
-        check_alerts({"alerts": {"urgent_rules": ["symptom_sever"]}})
-    with pytest.raises(ValueError, match="unknown keys"):
-        check_alerts({"alerts": {"urgent": []}})
-    assert "symptom_severe" in load_protocol().urgent_rules
+        check_urgent({"flags": {"urgent": {"symptom_sever": True}}})
+    with pytest.raises(ValueError, match="true or false"):
+        check_urgent({"flags": {"urgent": {"symptom_severe": "yes"}}})
+    assert load_protocol().is_urgent("symptom_severe") and not load_protocol().is_urgent("alsfrs_drop")

@@ -21,7 +21,7 @@ def test_demo_builds_a_marked_database_with_a_clean_audit_chain(tmp_path):
     out = cli(db_path, "demo", "--json", "--password", "demo-password-123")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["demo"] is True and result["records"] > 100 and len(result["participants"]) == 6
+    assert result["demo"] is True and result["records"] > 100 and len(result["participants"]) == 11
     db = open_db(str(db_path))
     try:
         assert is_demo_db(db)
@@ -75,5 +75,34 @@ def test_demo_shows_exactly_one_silent_device(tmp_path):
     try:
         silent = silent_devices(db, 48)
         assert [(d["name"]) for d in silent] == ["001-002 caregiver laptop"]
+    finally:
+        db.close()
+
+
+def test_demo_plants_a_participant_for_each_issue10_rule(tmp_path):
+    """``make demo`` data: every new rule raised at least once, with labels and the urgent marking."""
+    from server.demo import build_demo
+    from server.store.participants import get_participant
+    from server.store.reviews import participant_flags
+    from shared.protocol import load_protocol
+
+    build_demo(tmp_path / "demo.sqlite", password="demo-password-123")
+    db = open_db(str(tmp_path / "demo.sqlite"))
+    try:
+        protocol = load_protocol()
+        seen: dict[str, set[str]] = {}
+        for (subject,) in db.execute("SELECT subject FROM participants").fetchall():
+            for item in participant_flags(db, protocol, get_participant(db, subject))["flags"]:
+                seen.setdefault(item["rule"], set()).add(subject)
+                assert getattr(item["flag"], "urgent", False) is protocol.is_urgent(item["rule"])
+        for rule, subject in (("respiratory_critical", "001-007"), ("allergic_in_dlt_window", "001-008"),
+                              ("swallowing_tube_feeding", "001-009"), ("alsfrs_drop", "001-009"),
+                              ("dose_off_schedule", "001-010"), ("day1_to_confirm", "001-011"),
+                              ("dose_not_confirmed", "001-011")):
+            assert subject in seen.get(rule, set()), rule
+        assert seen["day1_to_confirm"] == {"001-011"}           # everyone else's day 1 was confirmed
+        labels = {lab for (raw,) in db.execute("SELECT labels FROM records").fetchall() for lab in json.loads(raw)}
+        assert {"dose_early", "dose_too_close", "dose_same_day", "inconsistent_epistaxis_help",
+                "inconsistent_future_date"} <= labels
     finally:
         db.close()

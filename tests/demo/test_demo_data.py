@@ -12,7 +12,7 @@ NOW = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
 
 def test_every_demo_record_is_valid_and_device_seq_is_gap_free():
     people = build_demo_history(load_protocol(), NOW)
-    assert len(people) == 6
+    assert len(people) == 11
     for p in people:
         for dev in p.devices:
             assert [r["device_seq"] for r in dev.records] == list(range(1, len(dev.records) + 1))
@@ -51,7 +51,15 @@ def test_each_story_raises_the_flags_it_promises():
     protocol = load_protocol()
     expected = {"001-001": set(), "001-002": {"dose_missed", "epistaxis"}, "001-003": {"allergic_after_dose"},
                 "001-004": {"alsfrs_drop", "respiratory_item_low"},
-                "001-005": {"cough_choking_dosing", "second_diary_same_day"}, "001-006": set()}
+                "001-005": {"cough_choking_dosing", "second_diary_same_day"}, "001-006": set(),
+                # issue 10: one participant per new rule (day1_to_confirm and a dose never confirmed
+                # are schedule flags of the server, checked in tests/demo/test_demo_cli.py)
+                "001-007": {"respiratory_critical", "respiratory_item_low"},
+                "001-008": {"allergic_in_dlt_window"},
+                "001-009": {"swallowing_tube_feeding", "alsfrs_scale_switch", "alsfrs_drop", "respiratory_item_low",
+                            "respiratory_critical"},
+                "001-010": {"dose_off_schedule"},
+                "001-011": {"second_diary_same_day", "epistaxis"}}
     for p in build_demo_history(protocol, NOW):
         records = [r for d in p.devices for r in d.records]
         dose1 = [r["payload"]["administered_at"] for r in records

@@ -45,10 +45,33 @@ def test_no_symptoms_today_is_one_step(entries):
     assert sub.safety_notice is False
 
 
-def test_nosebleed_help_only_counts_with_a_nosebleed(entries):
+def test_nosebleed_help_with_grade_0_is_refused_with_a_plain_message(entries):
     d = fill_nasal(entries)
     d.answers["epistaxis_needed_help"] = True
-    assert entries.envelope(d, "en")["payload"]["epistaxis_needed_help"] is False
+    assert entries.envelope(d, "en")["payload"]["epistaxis_needed_help"] is True   # kept, not dropped
+    assert [e.rule for e in entries.consistency(d, "en")] == ["inconsistent_epistaxis_help"]
+    with pytest.raises(EntryInvalid) as exc:
+        entries.submit(d, "en")
+    assert "nosebleed as 0" in exc.value.messages("en")[0]
+    assert "鼻出血评为 0" in exc.value.messages("zh-CN")[0]
+    d.answers["symptoms"]["epistaxis"] = 1
+    assert entries.consistency(d, "en") == []
+
+
+def test_cough_at_dosing_on_a_day_whose_dose_was_not_given_is_refused(entries):
+    missed = fill_dose(entries, given=False)
+    entries.submit(missed, "en")
+    day = missed.context["planned_date"]
+    d = fill_nasal(entries, day=day, dosing_day=True, grades={"cough_choking_dosing": 1})
+    assert [e.rule for e in entries.consistency(d, "en")] == ["inconsistent_cough_without_dose"]
+    d.answers["symptoms"]["cough_choking_dosing"] = 0
+    assert entries.consistency(d, "en") == []
+
+
+def test_a_diary_for_a_future_date_is_refused(entries):
+    d = fill_nasal(entries, day="2026-03-12")            # the test clock is 2026-03-10
+    assert [e.rule for e in entries.consistency(d, "en")] == ["inconsistent_future_date"]
+    assert "not started yet" in EntryInvalid(entries.consistency(d, "en")).messages("en")[0]
 
 
 @pytest.mark.parametrize("given", [True, False])
@@ -111,3 +134,24 @@ def test_safety_findings_name_what_was_reported():
     env = nasal(grades={"epistaxis": 2})
     env["payload"]["epistaxis_needed_help"] = True
     assert safety_findings(env) == [("safety.finding.epistaxis_help", {})]
+
+
+def test_breathing_item_at_1_or_a_drop_of_2_shows_the_safety_notice(entries):
+    first = fill_alsfrs(entries, score=4)
+    assert entries.submit(first, "en").safety_notice is False
+    low = fill_alsfrs(entries, score=4)
+    low.answers["items"]["10"] = 1
+    sub = entries.submit(low, "en")
+    assert sub.safety_notice is True
+    assert ("safety.finding.breathing_low", {"item": "10"}) in safety_findings(sub.entry.envelope, load_protocol())
+    drop = fill_alsfrs(entries, score=4)
+    drop.answers["items"]["10"] = 1            # same as the previous entry: still at 1
+    drop.answers["items"]["11"] = 2            # 4 -> 2: a drop of 2 since the previous entry
+    sub = entries.submit(drop, "en")
+    from desktop.services.safety import previous_alsfrs
+    prev = previous_alsfrs(entries.store, sub.entry.envelope)
+    assert prev is not None and prev["id"] == low.id
+    assert ("safety.finding.breathing_drop", {"item": "11"}) in safety_findings(sub.entry.envelope, load_protocol(), prev)
+    same = fill_alsfrs(entries, score=3)      # every item 3: no item at 1, drops of 1 only vs "drop"
+    same.answers["items"].update({"10": 3, "11": 3, "12": 3})
+    assert entries.submit(same, "en").safety_notice is False

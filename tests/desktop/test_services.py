@@ -123,3 +123,16 @@ def test_history_pins_attention_and_groups_by_week(paired, entries):
     assert [w.start for w in weeks] == [date(2026, 3, 9), date(2026, 3, 2)]
     assert [e.id for e in weeks[0].entries] == [a.id] and weeks[1].entries[0].id == n.id
     assert alsfrs_series(paired)[0][1].total == 36
+
+
+def test_a_day1_confirmed_by_staff_is_the_devices_study_day_1(paired):
+    from datetime import date
+
+    from desktop.services.today import timeline_of
+    from desktop.sync.changes import TIMELINE_KEYS
+    assert "day1_confirmed" in TIMELINE_KEYS
+    paired.settings.set("timeline", {"first_dose_date": "2026-03-10", "tz": "Asia/Shanghai",
+                                     "dose1_administered_at": "2026-03-09T09:00:00+08:00",
+                                     "day1_confirmed": "2026-03-10"})
+    tl = timeline_of(paired)
+    assert tl.day1 == date(2026, 3, 10) and tl.study_day(date(2026, 3, 9)) == -1

@@ -25,6 +25,23 @@ def all_flags():
     return out
 
 
+def issue10_flags():
+    """The rules added by issue 10, each raised once (the synthetic export site predates them)."""
+    from datetime import date
+
+    from shared.schedule import Timeline
+    from tests.exports.factories import RecordMaker, alsfrs_items, at, symptoms
+
+    mk = RecordMaker("P-010")
+    recs = [mk.dose(1, date(2026, 3, 2), at(2026, 3, 2, 9)),
+            mk.dose(2, date(2026, 3, 5), at(2026, 3, 3, 9)),                       # early, too close
+            mk.alsfrs(at(2026, 2, 27, 10), alsfrs_items()),
+            mk.alsfrs(at(2026, 3, 9, 20), alsfrs_items(i3=1, i10=1, i4=2)),         # breathing, swallowing
+            mk.nasal(date(2026, 3, 10), at(2026, 3, 10, 21), symptoms(allergic_signs=2))]
+    tl = Timeline(date(2026, 3, 2), "Asia/Shanghai", at(2026, 3, 2, 9))
+    return [evaluate_flags(load_protocol(), tl, recs)]
+
+
 @pytest.mark.parametrize("rule", list(RULES))
 def test_every_rule_has_a_title_and_explanation_in_both_languages(rule):
     for suffix in ("title", "explanation"):
@@ -33,7 +50,7 @@ def test_every_rule_has_a_title_and_explanation_in_both_languages(rule):
 
 
 def test_every_flag_of_the_synthetic_site_reads_fully_in_both_languages():
-    lists = all_flags()
+    lists = all_flags() + issue10_flags()
     rules_seen = {f.rule for fl in lists for f in fl}
     assert rules_seen == set(RULES)
     for fl in lists:

@@ -225,15 +225,36 @@ def test_a_baseline_can_be_passed_in(mk):
     assert [f.rule for f in flags if f.rule == "alsfrs_drop"] == ["alsfrs_drop"]
 
 
-def test_scale_switch_flags_and_blocks_the_drop_comparison(mk):
+def test_scale_switch_flags_and_keeps_the_drop_comparison(mk):
     base = mk.alsfrs(at(2026, 2, 27, 10), alsfrs_items())
     same = mk.alsfrs(evening(8, 10), alsfrs_items(i9=3))
-    switched = mk.alsfrs(evening(15, 10), alsfrs_items(True, default=2))   # 24 points lower, but on 5b
+    switched = mk.alsfrs(evening(15, 10), alsfrs_items(True, default=2))   # 24 points lower, on 5b
     back = mk.alsfrs(evening(22, 10), alsfrs_items(default=2))
     flags = fired([dose1(mk), base, same, switched, back])
     switches = [(f.record_id, f.detail["from"], f.detail["to"]) for f in flags if f.rule == "alsfrs_scale_switch"]
     assert switches == [(switched["id"], "5a", "5b"), (back["id"], "5b", "5a")]
-    assert [f.record_id for f in flags if f.rule == "alsfrs_drop"] == [back["id"]]
+    drops = [f for f in flags if f.rule == "alsfrs_drop"]
+    assert [f.record_id for f in drops] == [switched["id"], back["id"]]
+    assert (drops[0].detail["scale"], drops[0].detail["baseline_scale"], drops[0].detail["drop"]) == ("5b", "5a", 24)
+
+
+def test_drop_of_44_to_27_across_a_5a_to_5b_switch_raises_the_drop_flag(mk):
+    """The issue's case: a 44→27 fall with the switch raised only the one-time "switched" flag."""
+    base = mk.alsfrs(at(2026, 2, 27, 10), alsfrs_items(i1=3, i2=3, i8=3, i9=3))            # 44 on 5a
+    after = mk.alsfrs(evening(15, 10), alsfrs_items(True, default=2, i10=4, i11=4, i1=1))  # 27 on 5b
+    flags = fired([dose1(mk), base, after])
+    assert {f.rule for f in flags if f.record_id == after["id"]} >= {"alsfrs_scale_switch", "alsfrs_drop"}
+    (drop,) = [f for f in flags if f.rule == "alsfrs_drop"]
+    assert (drop.detail["baseline_total"], drop.detail["total"]) == (44, 27)
+    assert (drop.detail["baseline_fine_motor"], drop.detail["fine_motor"], drop.detail["fine_motor_drop"]) == (12, 6, 6)
+
+
+def test_fine_motor_domain_drop_alone_raises_the_drop_flag(mk):
+    base = mk.alsfrs(at(2026, 2, 27, 10), alsfrs_items())
+    two = mk.alsfrs(evening(8, 10), alsfrs_items(i4=3, i6=3))           # fine motor -2, total -2: nothing
+    three = mk.alsfrs(evening(15, 10), alsfrs_items(True, i4=3, i5=3, i6=3))   # fine motor -3 on 5b: flag
+    drops = fired([dose1(mk), base, two, three], rule="alsfrs_drop")
+    assert [(f.record_id, f.detail["drop"], f.detail["fine_motor_drop"]) for f in drops] == [(three["id"], 3, 3)]
 
 
 # --- doses and diaries -------------------------------------------------------------------------------------
@@ -316,7 +337,9 @@ def _course(mk: RecordMaker):
 def test_same_records_in_any_order_give_the_same_flags(mk):
     recs = _course(mk)
     first = evaluate_flags(PROTOCOL, timeline(), recs)
-    assert {f.rule for f in first} == set(RULES) - {"alsfrs_scale_switch", "dose_missed"}
+    assert {f.rule for f in first} == set(RULES) - {"alsfrs_scale_switch", "dose_missed", "swallowing_tube_feeding",
+                                                    "respiratory_critical", "allergic_in_dlt_window",
+                                                    "dose_off_schedule"}
     for seed in range(5):
         shuffled = list(recs)
         random.Random(seed).shuffle(shuffled)
@@ -363,8 +386,12 @@ def test_safety_notice_for_a_dose(mk, loss, expected):
     assert safety_notice_needed(rec) is expected
 
 
-def test_safety_notice_never_for_alsfrs(mk):
-    assert safety_notice_needed(mk.alsfrs(evening(8), alsfrs_items(default=0))) is False
+def test_safety_notice_for_alsfrs_only_for_breathing(mk):
+    assert safety_notice_needed(mk.alsfrs(evening(8), alsfrs_items(default=0))) is True
+    assert safety_notice_needed(mk.alsfrs(evening(8), alsfrs_items(default=0, i10=2, i11=2, i12=2))) is False
+    prev = mk.alsfrs(evening(1), alsfrs_items())
+    assert safety_notice_needed(mk.alsfrs(evening(8), alsfrs_items(i11=2)), PROTOCOL, prev) is True
+    assert safety_notice_needed(mk.alsfrs(evening(8), alsfrs_items(i11=3)), PROTOCOL, prev) is False
 
 
 def test_safety_notice_thresholds_follow_a_protocol(mk):

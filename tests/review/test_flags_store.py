@@ -116,9 +116,15 @@ def test_a_dose_never_confirmed_is_a_flag_once_its_window_has_passed(db, devices
                             entered_at=datetime(2025, 3, 1, 9, 30, tzinfo=CST))], role="caregiver")
     early = _flags(db, now=datetime(2025, 3, 4, 12, 0, tzinfo=CST))
     assert not [f for f in early["flags"] if f["rule"] == "dose_not_confirmed"]
-    late = _flags(db, now=datetime(2025, 3, 13, 12, 0, tzinfo=CST))
+    # issue 10: flagged the day after the on-time window (planned day or the day after) ends
+    last_on_time = _flags(db, now=datetime(2025, 3, 5, 23, 59, tzinfo=CST))
+    assert not [f for f in last_on_time["flags"] if f["rule"] == "dose_not_confirmed"]
+    late = _flags(db, now=datetime(2025, 3, 6, 0, 1, tzinfo=CST))
     missing = sorted(f["key"] for f in late["flags"] if f["rule"] == "dose_not_confirmed")
-    assert missing == ["dose_not_confirmed:S-001:2"]  # dose 2 (day 4) is past its late window (7 days); 3 and 4 are not yet
+    assert missing == ["dose_not_confirmed:S-001:2"]  # dose 2 (day 4, window to day 5); 3 and 4 are not yet
+    later = _flags(db, now=datetime(2025, 3, 13, 12, 0, tzinfo=CST))
+    assert sorted(f["key"] for f in later["flags"] if f["rule"] == "dose_not_confirmed") == [
+        "dose_not_confirmed:S-001:2", "dose_not_confirmed:S-001:3", "dose_not_confirmed:S-001:4"]
     pid = get_participant(db, "S-001")["id"]
     acknowledge_flag(db, PROTOCOL, pid, missing[0], outcome="participant_contacted", note="dose given at clinic",
                      actor=_actor(db), now=datetime(2025, 3, 20, 12, 0, tzinfo=CST))
@@ -133,7 +139,10 @@ def test_counts_task_caches_every_participant_and_matches_what_pages_compute(db,
     p = get_participant(db, "S-001")
     cached = cached_flag_counts(db, p["site_id"])
     assert cached[p["id"]]["open"] == _flags(db)["counts"]["open"] > 0
-    assert cached[get_participant(db, "S-002")["id"]]["open"] == 0
+    # S-002 sent nothing: dose 1 (planned 2025-03-01, on time to 03-02) is flagged from 03-03 (issue 10)
+    s002 = participant_flags(db, PROTOCOL, get_participant(db, "S-002"), now=LATER)
+    assert [f["key"] for f in s002["flags"]] == ["dose_not_confirmed:S-002:1"]
+    assert cached[get_participant(db, "S-002")["id"]]["open"] == 1
     assert get_participant(db, "S-101")["id"] not in cached  # another site's participant
 
 
@@ -142,7 +151,9 @@ def test_the_scheduled_jobs_refresh_the_counts(db, db_path, devices):
 
     _severe_diary(devices)
     out = run_all(str(db_path), "nct06598202", LATER)
-    assert out["flags"] == {"participants": 3, "open_flags": _flags(db)["counts"]["open"]}
+    s002 = participant_flags(db, PROTOCOL, get_participant(db, "S-002"), now=LATER)
+    assert out["flags"] == {"participants": 3,
+                            "open_flags": _flags(db)["counts"]["open"] + s002["counts"]["open"]}
     p = get_participant(db, "S-001")
     assert cached_flag_counts(db, p["site_id"])[p["id"]]["computed_at"].startswith("2025-03-03")
 

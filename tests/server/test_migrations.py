@@ -127,6 +127,9 @@ def test_append_only_tables_refuse_update_and_delete(db, table):
                                " updated_at) VALUES (1, 1, 'r', 'open', ?, 'x', 'x')", [staff_id])
                     db.execute("INSERT INTO query_messages (query_id, action, body, staff_id, staff_role, at)"
                                " VALUES (1, 'raise', '?', ?, 'monitor', 'x')", [staff_id])
+                elif table == "day1_confirmations":
+                    db.execute("INSERT INTO day1_confirmations (participant_id, day1, confirmed_at, confirmed_by)"
+                               " VALUES (1, '2025-03-02', 'x', 'staff:1')")
                 elif table in ("records", "record_versions", "quarantine"):
                     db.execute("INSERT INTO quarantine (device_id, channel, reason, received_at, body, errors,"
                                " sha256) VALUES (NULL, 'sync', 'invalid', 'x', '{}', '[]', 'h')")

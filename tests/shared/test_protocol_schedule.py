@@ -144,17 +144,20 @@ def test_first_dose_moved_by_staff_moves_the_schedule():
     assert set(before) == set(after)
 
 
-def test_dlt_window_from_dose1_to_end_of_day_14():
+def test_dlt_window_is_14_times_24_hours_from_dose1():
     tl0 = Timeline(date(2026, 3, 2))
-    assert dlt_status(P, tl0, at(2026, 3, 5)).state == "not_started"
+    s0 = dlt_status(P, tl0, at(2026, 3, 5))
+    assert s0.state == "not_started" and s0.starts_at is None and s0.ends_at == at(2026, 3, 16, 0, 0)
     dose1 = at(2026, 3, 2, 9)
     tl = Timeline(date(2026, 3, 2), "Asia/Shanghai", dose1)
     assert dlt_status(P, tl, at(2026, 3, 2, 8)).state == "not_started"
     s = dlt_status(P, tl, at(2026, 3, 2, 9))
-    assert (s.state, s.day) == ("open", 1)
-    s = dlt_status(P, tl, at(2026, 3, 15, 23, 59))
+    assert (s.state, s.day, s.starts_at, s.ends_at) == ("open", 1, dose1, at(2026, 3, 16, 9))
+    assert dlt_status(P, tl, at(2026, 3, 3, 8, 59)).day == 1      # the window's own days of 24 h
+    assert dlt_status(P, tl, at(2026, 3, 3, 9)).day == 2
+    s = dlt_status(P, tl, at(2026, 3, 16, 8, 59))
     assert (s.state, s.day) == ("open", 14)
-    assert dlt_status(P, tl, at(2026, 3, 16, 0, 0)).state == "closed"
+    assert dlt_status(P, tl, at(2026, 3, 16, 9, 0)).state == "closed"
 
 
 def test_today_and_compliance_counts():

@@ -34,7 +34,8 @@ def test_admin_keeps_the_on_call_list_and_sees_failed_deliveries(app, db):
     dispatch(db, load_protocol(), cfg, now=t0 + timedelta(seconds=5))
     dispatch(db, load_protocol(), cfg, now=t0 + timedelta(hours=25))
     text = admin.get("/staff/admin/alerts?site=BJ01&status=failed", headers=HTML).get_data(as_text=True)
-    assert "ALS_EPRO_SMTP_HOST is not set" in text and "Severe symptom reported" in text and "Failures: 1" in text
+    assert "ALS_EPRO_SMTP_HOST is not set" in text and "S-001: Severe symptom reported" in text
+    assert "Failures: 2" in text and "S-003: Dose never confirmed" in text   # the seed's missed dose is urgent too
     inv = app.test_client()
     assert login(inv, "inv@bj01.example").status_code == 303
     assert inv.get("/staff/admin/alerts", headers=HTML).status_code == 403

@@ -33,7 +33,7 @@ def _last_audit(db, action: str) -> dict:
 def test_coordinator_enrols_at_their_own_site_and_it_is_audited(as_role, client, db):
     as_role("coordinator")
     resp = post_form(client, "/staff/enroll", "/staff/enroll",
-                     {"subject": "S-010", "onset": "2024-02", "first_dose": "2026-12-01", "tz": "Asia/Shanghai"})
+                     {"subject": "S-010", "onset": "2025-02", "first_dose": "2026-12-01", "tz": "Asia/Shanghai"})
     assert resp.status_code == 303 and resp.headers["Location"] == "/staff/participants/S-010"
     row = db.execute("SELECT p.first_dose_date, s.code FROM participants p JOIN sites s ON s.id = p.site_id"
                      " WHERE subject = 'S-010'").fetchone()
@@ -52,7 +52,7 @@ def test_enrolment_errors_are_named_next_to_the_field(as_role, client, db):
     assert 'id="f-onset-error"' in body and "Use YYYY-MM or YYYY-MM-DD" in body
     assert 'value="June 2024"' in body  # what was typed is kept
     dup = post_form(client, "/staff/enroll", "/staff/enroll",
-                    {"subject": "S-001", "onset": "2024-02", "first_dose": "2026-12-01", "tz": "Asia/Shanghai"})
+                    {"subject": "S-001", "onset": "2025-02", "first_dose": "2026-12-01", "tz": "Asia/Shanghai"})
     assert dup.status_code == 400 and "already" in dup.get_data(as_text=True).lower()
     assert not list(db.query("SELECT 1 FROM participants WHERE subject = 'S-011'"))
 

@@ -414,14 +414,17 @@ class WizardForm(Screen):
                     first = b
             repolish(frame)
             self.add(frame)
-        for message in self.errors:
+        problems = EntryInvalid(self.ctx.entries.consistency(self.draft, self.ctx.lang)).messages(self.ctx.lang)
+        if problems:  # answers that contradict each other: named before Submit (issue 10)
+            self.text(self.tr("consistency.title"), role="strong")
+        for message in dict.fromkeys([*problems, *self.errors]):
             self.text(message, role="error")
         submit_text = (self.tr("review.not_answered_count", n=len(missing)) if missing
                        else self.tr("review.submit"))
         if self.submitting:
             submit_text = self.tr("review.saving")
         self.next_button = self.button(submit_text, self.submit, primary=True, big=True, name="submit")
-        self.next_button.setEnabled(not missing and not self.submitting)
+        self.next_button.setEnabled(not missing and not problems and not self.submitting)
         self._first = first or self.next_button
 
     def _change(self, step_id: str) -> None:

@@ -61,7 +61,7 @@ class NasalForm(WizardForm):
                     help=self._w(s["help"]), options=opts,
                     get=lambda k=name: (self.a.get("symptoms") or {}).get(k),
                     set=lambda v, k=name: self.put_in("symptoms", k, v), digits=True))
-            if ((self.a.get("symptoms") or {}).get("epistaxis") or 0) >= 1:
+            if ((self.a.get("symptoms") or {}).get("epistaxis") or 0) >= 1 or self.a.get("epistaxis_needed_help"):
                 steps.append(Step("epistaxis_help", "choice", self._w(qs["epistaxis_needed_help"]),
                                   options=self.yes_no(), get=lambda: self.a.get("epistaxis_needed_help"),
                                   set=lambda v: self.put("epistaxis_needed_help", v)))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from desktop.services.describe import nasal_symptom
-from desktop.services.safety import safety_findings
+from desktop.services.describe import alsfrs_item, nasal_symptom
+from desktop.services.safety import previous_alsfrs, safety_findings
 from desktop.services.today import protocol_of
 from desktop.ui.qt import Qt
 from desktop.ui.screens.base import Screen
@@ -28,8 +28,11 @@ class SafetyScreen(Screen):
         heading.setAccessibleName(self.heading_text())
         lang = self.ctx.lang
         if self.entry is not None:
-            for key, params in safety_findings(self.entry.envelope, protocol_of(self.ctx.store)):
-                words = {k: nasal_symptom(v)["title"].get(lang, v) for k, v in params.items()}
+            env = self.entry.envelope
+            found = safety_findings(env, protocol_of(self.ctx.store), previous_alsfrs(self.ctx.store, env))
+            for key, params in found:
+                words = {k: (alsfrs_item(v) if k == "item" else nasal_symptom(v))["title"].get(lang, v)
+                         for k, v in params.items()}
                 self.text(self.tr("safety.you_reported", what=self.tr(key, **words)))
         self.text(self.tr("safety.not_watched"), role="strong")
         protocol = protocol_of(self.ctx.store)

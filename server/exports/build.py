@@ -12,7 +12,6 @@ the manifest's sha256). A demo database (:func:`server.demo.is_demo_db`) is expo
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -29,6 +28,7 @@ from server.db import query, write_tx
 from server.exports.manifest import MANIFEST, write_manifest
 from server.store.audit import Actor, write_audit
 from server.store.sites import get_site
+from shared.csv_safe import spreadsheet_csv
 from shared.protocol import Protocol
 
 ALL = ("csv", "odm", "sdtm", "fhir")
@@ -153,12 +153,8 @@ flag_reviews.csv Acknowledgements of safety flags: outcome (not an adverse event
 
 
 def _csv_bytes(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(list(header))
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+    """A review CSV for a spreadsheet: BOM, CRLF, every cell quoted and defused (OWASP CSV injection)."""
+    return ("\ufeff" + spreadsheet_csv(header, rows)).encode("utf-8")
 
 
 def _status_detail(status: Mapping[str, Any]) -> str:

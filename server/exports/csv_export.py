@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from server.exports.common import (
-    META_FIELDS, Field, _txt, codes_text, fields_for, meta_values, payload_values, site_of,
+    META_FIELDS, Field, _txt, codes_text, csv_cell, fields_for, meta_values, payload_values, site_of,
     sorted_records, timelines, write_csv,
 )
 from server.exports.dataset import current_version, require_valid
@@ -122,6 +122,17 @@ def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     written.append(write_csv(out / "data_dictionary.csv",
                              ["file", "name", "label_en", "label_zh-CN", "type", "codes", "codes_zh-CN", "origin"], rows))
     return written
+
+
+def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
+    """Build one record's CSV row and version rows (for :mod:`server.exports.screen`)."""
+    site = ctx["participant"].get("site") or ctx["dataset"]["study"]["site"]["code"]
+    values = {**meta_values(rec, ctx["timeline"], site), **payload_values(rec["type"], current_version(rec)["payload"])}
+    cells = [csv_cell(values.get(f.name)) for f in META_FIELDS + fields_for(rec["type"])]
+    for v in rec["versions"]:
+        cells += [csv_cell(v["created_at"]), _json(v["payload"])]
+        cells += [_change_value(c["old"]) + _change_value(c["new"]) for c in v["changes"]]
+    "".join(cells).encode("utf-8")
 
 
 __all__ = ["csv_export"]

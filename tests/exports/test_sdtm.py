@@ -20,7 +20,7 @@ def test_qs_columns_and_rows(exported):
     assert len(rows) == 18 * len(alsfrs) + 17 * len(nasal)
     for r in rows:
         assert r["DOMAIN"] == "QS" and TESTCD.match(r["QSTESTCD"]) and len(r["QSTEST"]) <= 40
-        assert r["USUBJID"].startswith("NCT06598202-BJ01-P-")
+        assert r["USUBJID"].startswith("XMEC-2024-267-002-BJ01-P-") and r["STUDYID"] == "XMEC-2024-267-002"
     for subject in ("P-001", "P-002", "P-003"):
         seqs = [int(r["QSSEQ"]) for r in rows if r["USUBJID"].endswith(subject)]
         assert seqs == list(range(1, len(seqs) + 1))

@@ -315,11 +315,13 @@ def _record_meta(rec: Mapping[str, Any]) -> dict[str, Any]:
 SIGNATURE_DEF = "SD.INVESTIGATOR_REVIEW"
 
 
-def _signature(form: etree._Element, signoff: Mapping[str, Any] | None, site: str) -> None:
-    """An ODM Signature (after the AuditRecord): the investigator's sign-off covering this version."""
+def _signature(form: etree._Element, signoff: Mapping[str, Any] | None, site: str, record_id: str,
+               version: int) -> None:
+    """An ODM Signature (after the AuditRecord): the investigator's sign-off covering this version
+    (``ID`` = ``SIG.<sign-off id>.<record id>.V<version>``, unique in the file as xs:ID requires)."""
     if signoff is None:
         return
-    sig = _el(form, "Signature", {"ID": f"SIG.{signoff['id']}"})
+    sig = _el(form, "Signature", {"ID": f"SIG.{signoff['id']}.{record_id}.V{version}"})
     _el(sig, "UserRef", {"UserOID": _user_oid(signoff["signer"])})
     _el(sig, "LocationRef", {"LocationOID": f"LOC.SITE.{site}"})
     _el(sig, "SignatureRef", {"SignatureOID": SIGNATURE_DEF})
@@ -348,7 +350,7 @@ def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transaction
         _audit(form, _user_oid(origin), _location_oid(origin, site), _entry_stamp(rec), None,
                f"record {rec['id']} version 1 (as entered on {rec['entered_at']}); received {rec['received_at']}, "
                f"server_seq {rec['server_seq']}, sha256 {rec['sha256']}")
-    _signature(form, signed.get((rec["id"], first["version"])), site)
+    _signature(form, signed.get((rec["id"], first["version"])), site, rec["id"], first["version"])
     _items(_el(form, "ItemGroupData", {"ItemGroupOID": _group_oid(None)}), None, _record_fields(), _record_meta(rec))
     _items(_el(form, "ItemGroupData", {"ItemGroupOID": _group_oid(rtype)}), rtype, fields,
            payload_values(rtype, first["payload"]))
@@ -366,7 +368,7 @@ def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transaction
         fields_changed = ", ".join(c["field"] for c in v["changes"])
         _audit(upd, _user_oid(by), _location_oid(by, site), utc_iso(v["created_at"]), reason,
                f"record {rec['id']} version {v['version']}; changed: {fields_changed}")
-        _signature(upd, signed.get((rec["id"], v["version"])), site)
+        _signature(upd, signed.get((rec["id"], v["version"])), site, rec["id"], v["version"])
         tt = {f.name: ("Insert" if previous.get(f.name) is None else "Remove" if current.get(f.name) is None
                        else "Update") for f in changed}
         _items(_el(upd, "ItemGroupData", {"ItemGroupOID": _group_oid(rtype)}), rtype, changed, current, tt)

@@ -222,6 +222,21 @@ def screen_dataset(dataset: Mapping[str, Any], *, probe: bool = True) -> tuple[d
             problems.append(HeldBack("audit", str(seq), None, bad.field, bad.rule, bad.value))
             continue
         audit.append(a)
+    signoffs = []
+    for so in dataset.get("signoffs") or []:
+        try:
+            check_moment("signed_at", so.get("signed_at"))
+            as_actor(so.get("signer"))
+            if not all(isinstance(c.get("record_id"), str) and isinstance(c.get("version"), int)
+                       for c in so.get("covered") or []):
+                raise Bad("covered", "malformed")
+        except (Bad, ValueError, TypeError, AttributeError) as bad:
+            problems.append(HeldBack("signoff", str(so.get("id")), so.get("subject"), getattr(bad, "field", "signoff"),
+                                     getattr(bad, "rule", str(bad)), getattr(bad, "value", "")))
+            continue
+        signoffs.append(so)
+    if "signoffs" in dataset:
+        out["signoffs"] = signoffs
     out.update(participants=participants, records=records, audit=audit)
     if probe and records:
         out, more = _probe(out)

@@ -191,6 +191,8 @@ def wording(record_type: str | None, name: str) -> dict[str, str] | None:
     if record_type == "alsfrs_r":
         if name == "gastrostomy":
             return dict(c["gastrostomy_question"]["text"])
+        if name == "item_respondent":
+            return dict(c["respondent_question"]["text"])
         items = {i["id"]: i for i in c["items"]}
         if name.startswith("item_") and name[5:] in items:
             it = items[name[5:]]

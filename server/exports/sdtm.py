@@ -156,15 +156,20 @@ class Subject:
             if p.get("given") and p.get("administered_at"):
                 return epoch(self.protocol, self.timeline, parse_time(p["administered_at"]))
             return epoch(self.protocol, self.timeline, date.fromisoformat(p["planned_date"]))
-        return epoch(self.protocol, self.timeline, parse_time(rec["event_time"]))
+        if self.pre_dose(rec):
+            return "SCREENING"
+        return epoch(self.protocol, self.timeline, self.timeline.date_of(self.days[rec["id"]]))
 
     def visit_cols(self, rec: Mapping[str, Any]) -> dict[str, Any]:
         v = self.visits[rec["id"]]
         return {"VISITNUM": v.num, "VISIT": v.name, "EPOCH": self.epoch_of(rec)}
 
     def pre_dose(self, rec: Mapping[str, Any]) -> bool:
+        """Collected before dose 1 as given: the event and its entry both before it (a diary describing
+        day 1 but filled in that evening is not pre-dose, as the schedule's matching has it)."""
         dose1 = self.timeline.dose1_administered_at
-        return dose1 is not None and parse_time(rec["event_time"]) < dose1
+        return (dose1 is not None and parse_time(rec["event_time"]) < dose1
+                and parse_time(rec["entered_at"]) < dose1)
 
 
 def _sort_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -411,9 +416,10 @@ dose 1 as given in the same zone and have no day 0.
 
 CSV_NAMES = {"QS": "qs", "SUPPQS": "suppqs", "EC": "ec", "SUPPEC": "suppec", "DFS": "dfs", "TS": "ts"}
 METHODS = {
-    "QS.QSBLFL": "Y on the last non-missing value of each QSTESTCD whose event time is before dose 1 as given",
+    "QS.QSBLFL": "Y on the last non-missing value of each QSTESTCD whose event and entry are before dose 1 as given",
     "QS.VISITNUM": "Visit of the schedule item the entry fills (shared/schedule.py match); else UNSCHEDULED",
-    "QS.EPOCH": "SCREENING before dose 1 as given; TREATMENT to the protocol's treatment_last_day; FOLLOW-UP after",
+    "QS.EPOCH": "SCREENING when collected before dose 1 as given (or before study day 1); TREATMENT to the protocol's "
+                "treatment_last_day; FOLLOW-UP after",
     "QS.QSDY": "Local date in the participant's zone minus the date of dose 1 as given, plus 1 on or after it",
     "DFS.DFS": "(48 - baseline ALSFRS-R total) / months from symptom onset to the baseline date (month = 365.25/12 days)",
 }

@@ -171,7 +171,7 @@ def define_xml(path: Path, *, studyid: str, regid: str, title: str, created: str
     """Write ``define.xml`` for the datasets in ``files`` (``{"QS": "qs.xpt", …}``)."""
     root = etree.Element(f"{{{ODM_NS}}}ODM", {
         "FileType": "Snapshot", "FileOID": f"DEFINE.{studyid}", "CreationDateTime": created, "ODMVersion": "1.3.2",
-        "Originator": "ALS ePRO", "SourceSystem": "ALS ePRO", f"{{{DEF_NS}}}Context": "Submission"},
+        "Originator": "ALS ePRO", "SourceSystem": "ALS ePRO"},
         nsmap={None: ODM_NS, "def": DEF_NS, "xlink": XLINK_NS})
     study = _e(root, "Study", {"OID": studyid})
     gv = _e(study, "GlobalVariables")

@@ -31,6 +31,7 @@ from server.exports.dataset import (
     _RECORD, _change_leaves, _forbidden_keys, as_actor, diff_payloads, normalize_field, parse_time,
     participant_timeline,
 )
+from shared.schemas import record_errors
 from shared.vocab import RECORD_TYPES
 
 #: every date-time an export writes lies in this UTC range (anything else is reported, not written)
@@ -109,6 +110,8 @@ def _check_participant(p: Mapping[str, Any]) -> None:
         raise Bad(", ".join(_forbidden_keys(p)), "masking: a key an export may not hold", hide=True)
     if not isinstance(p.get("subject"), str) or not p["subject"]:
         raise Bad("subject", "missing", p.get("subject"))
+    if "tz" in p and (not isinstance(p["tz"], str) or not p["tz"]):
+        raise Bad("tz", "not an IANA time zone", p["tz"])
     try:
         ZoneInfo(str(p.get("tz") or "Asia/Shanghai"))
     except (ValueError, KeyError, OSError):
@@ -152,6 +155,14 @@ def _check_record(r: Mapping[str, Any], zone: ZoneInfo, generated: datetime) -> 
             check_date(f"v{n}.payload.planned_date", p.get("planned_date"))
             if p.get("given") or p.get("administered_at") is not None:
                 check_moment(f"v{n}.payload.administered_at", p.get("administered_at"), zone)
+    for v in r["versions"]:
+        env = {k: r[k] for k in ("id", "type", "schema_version", "instrument_version", "participant", "respondent",
+                                 "event_time", "entered_at")}
+        _valid, errors = record_errors({**env, "device_seq": 1, "payload": v["payload"]})
+        # the payload against the contract's own schema (the envelope's times are checked above)
+        wrong = [e for e in errors if e.field.startswith("payload") or e.field in ("respondent", "type")]
+        if wrong:
+            raise Bad(f"v{v['version']}.{wrong[0].field}", f"{wrong[0].rule}: {wrong[0].message}"[:120])
     for prev, v in zip(r["versions"], r["versions"][1:]):
         if not (v.get("reason") or "").strip():
             raise Bad(f"v{v['version']}.reason", "a correction needs a reason")

@@ -119,9 +119,21 @@ def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     rows = [[fname, f.name, f.label["en"], f.label["zh-CN"], f.dtype, codes_text(f.codes, "en"),
              codes_text(f.codes, "zh-CN"), "derived: " + f.derivation if f.derived else "collected"]
             for fname, cols in files.items() for f in cols]
+    rows += _sdtm_dictionary_rows()
     written.append(write_csv(out / "data_dictionary.csv",
                              ["file", "name", "label_en", "label_zh-CN", "type", "codes", "codes_zh-CN", "origin"], rows))
     return written
+
+
+def _sdtm_dictionary_rows() -> list[list[Any]]:
+    """The SDTM datasets' variables (``../sdtm/<name>.xpt`` and ``.csv``; define.xml has the full metadata)."""
+    from server.exports.sdtm import CSV_NAMES
+    from server.exports.xpt import DATASETS
+
+    return [[f"../sdtm/{base}.xpt|.csv", v.name, v.label, f"SDTM 变量（标准英文标签）：{v.label}",
+             ("decimal" if v.name in ("VISITNUM", "DFS", "QSSTRESN") else "integer") if v.numeric else
+             ("datetime" if v.name.endswith("DTC") else "text"), "", "", v.origin.lower()]
+            for name, base in CSV_NAMES.items() for v in DATASETS[name]["vars"]]
 
 
 def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:

@@ -3,13 +3,15 @@
 Layout (clinical.md §2.4)::
 
     ODM (FileType Transactional | Snapshot)
-      Study NCT06598202 / MetaDataVersion: one StudyEventDef SE.EPRO, three repeating FormDefs
+      Study NCT06598202 / MetaDataVersion: one StudyEventDef per protocol visit (SE.BASELINE, SE.DAY001 …,
+        SE.UNSCHEDULED), three repeating FormDefs
         (F.ALSFRS_R, F.NASAL_SYMPTOMS, F.DOSE_CONFIRMATION), each with the item group IG.RECORD (who,
         when, device, hash) and its own item group; ItemDefs with both languages, CodeLists with the
         instrument anchors, MethodDefs for derived scores (total, domains, TNSS, ECOCCUR, laterality)
       AdminData: Users (devices by role, staff by name and role, the export's author) and Locations
         (the site and each device)
-      ClinicalData / SubjectData (SiteRef) / StudyEventData SE.EPRO / FormData (FormRepeatKey = record id)
+      ClinicalData / SubjectData (SiteRef) / StudyEventData per visit / FormData (FormRepeatKey = record id),
+        with a Signature (SignatureDef SD.INVESTIGATOR_REVIEW) on each version an investigator signed
 
 **Transactional** (default) keeps the whole history: each record is a ``FormData`` with
 ``TransactionType="Insert"`` holding version 1 (the values as entered), followed by one ``FormData``

@@ -13,8 +13,12 @@ here are our own and are listed, as such, in ``sdtm_codes.csv``; remap if CDISC 
   ``cough_choking_dosing`` left empty on a day without a dose is ``QSSTAT = "NOT DONE"``,
   ``QSREASND = "NO DOSE THAT DAY"``.
 - ``QSORRES`` is the English anchor text of the answer, ``QSSTRESC``/``QSSTRESN`` the score;
-  ``QSGRPID`` is the record id (one response), ``QSSPID`` the source variable; ``QSDTC`` is local time
-  without offset (diary: its date); ``QSDY`` the study day (no day 0).
+  ``QSGRPID`` is the record id (one response), ``QSSPID`` the source variable; ``QSDTC`` is the
+  participant's local time with its UTC offset (diary: its date); ``QSDY`` the study day (no day 0);
+  VISIT/VISITNUM from the schedule, EPOCH, QSBLFL on the last pre-dose value; SUPPQS RESPOND keeps the
+  respondent as stated (SELF / CAREGIVER / SELF WITH HELP). STUDYID is the sponsor protocol id; TS
+  keeps the NCT number (REGID); DFS is one row per subject with ΔFS or the reason it is blank. Every
+  dataset is written as XPORT v5 (.xpt) and CSV, described by define.xml (:mod:`server.exports.xpt`).
 
 **EC** (exposure as collected): one row per nostril per dose confirmation; ``ECTRT = "MASKED"`` (never
 the product), ``ECMOOD = "PERFORMED"``, ``ECOCCUR = "N"`` for a nostril not given — never a zero dose —

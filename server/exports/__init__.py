@@ -14,6 +14,7 @@ refused if a key names one (:func:`server.exports.dataset.check_dataset`), and E
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -22,12 +23,16 @@ from server.exports.dataset import DEMO_MARKER, DatasetError, check_dataset, req
 from server.exports.fhir import fhir_export
 from server.exports.manifest import MANIFEST, Problem, dataset_meta, verify_manifest, write_manifest
 from server.exports.odm import odm_export
+from server.exports.screen import PROBLEMS_FILE, HeldBack, problems_body, screen_dataset
 from server.exports.sdtm import sdtm_export
+
+#: how many held-back items the manifest names (all are in problems.json)
+MANIFEST_PROBLEMS = 200
 
 FORMATS = ("csv", "odm", "sdtm", "fhir")
 
 __all__ = ["export_all", "csv_export", "odm_export", "sdtm_export", "fhir_export", "write_manifest",
-           "verify_manifest", "check_dataset", "DatasetError", "ExportInvalid", "Problem", "FORMATS"]
+           "verify_manifest", "check_dataset", "DatasetError", "ExportInvalid", "Problem", "HeldBack", "FORMATS"]
 
 
 class ExportInvalid(RuntimeError):
@@ -36,8 +41,6 @@ class ExportInvalid(RuntimeError):
 
 def _validate(fmt: str, files: list[Path]) -> dict[str, Any]:
     """Validate ODM and FHIR output when the standards folder is at hand; raise on any error."""
-    import json
-
     from server.exports.validate import standards_dir, validate_fhir, validate_odm
     if fmt not in ("odm", "fhir"):
         return {"result": "not applicable"}
@@ -77,7 +80,8 @@ def _readme(meta: Mapping[str, Any], formats: Iterable[str]) -> str:
                "       每种表单一个表格文件，另含受试者、所有版本与更改、审计追踪、数据字典",
         "odm": "odm/   CDISC ODM 1.3.2 XML with the full audit trail (transactional) and a current-values snapshot\n"
                "       CDISC ODM 1.3.2 XML，含完整审计追踪（事务型）及当前值快照",
-        "sdtm": "sdtm/  SDTM-style QS (questionnaires) and EC (doses) with sponsor-defined codes (see sdtm_codes.csv)\n"
+        "sdtm": "sdtm/  SDTM QS, SUPPQS, EC, SUPPEC, TS and subject-level DFS as SAS XPORT v5 (.xpt) and CSV, with\n"
+                "       define.xml (Define-XML 2.0) and sponsor-defined codes (see sdtm_codes.csv)\n"
                 "       SDTM 格式的 QS（问卷）与 EC（用药），申办方自定义编码见 sdtm_codes.csv",
         "fhir": "fhir/  HL7 FHIR R4 Questionnaire resources and a Bundle of QuestionnaireResponse\n"
                 "       HL7 FHIR R4 问卷资源及问卷回答集合",
@@ -86,6 +90,8 @@ def _readme(meta: Mapping[str, Any], formats: Iterable[str]) -> str:
     if meta.get("draft_wording"):
         d = meta["draft_wording"]
         lines += ["", d["note"]["en"], d["note"]["zh-CN"], "  " + ", ".join(d["instrument_versions"])]
+    lines += ["", "problems.json lists every stored value held back because it cannot be written as it is",
+              "(the rest is exported; the database is unchanged). problems.json 列出因无法按原样写出而暂不导出的数据。"]
     lines += ["", "manifest.json lists every file with its SHA-256. Check that nothing changed:",
               "manifest.json 列出每个文件及其 SHA-256。校验文件是否被改动：",
               "  python -m server.exports verify <this folder>   (als-epro-server export verify <folder>)", ""]
@@ -93,14 +99,23 @@ def _readme(meta: Mapping[str, Any], formats: Iterable[str]) -> str:
 
 
 def export_all(dataset: Mapping[str, Any], out_dir: str | Path,
-               formats: Iterable[str] = FORMATS, *, validate: bool = True) -> dict[str, Any]:
-    """Write the chosen formats into subfolders of ``out_dir`` (which must be new or empty), a README
-    and ``manifest.json``; returns the manifest. ODM and FHIR output is validated against the official
-    schemas when they are at hand (:class:`ExportInvalid` otherwise; nothing is then certified)."""
+               formats: Iterable[str] = FORMATS, *, validate: bool = True,
+               held_back: Iterable[HeldBack] = ()) -> dict[str, Any]:
+    """Write the chosen formats into subfolders of ``out_dir`` (which must be new or empty), a README,
+    ``problems.json`` and ``manifest.json``; returns the manifest. Every participant, record and audit
+    row that cannot be written as stored is held back and reported (:mod:`server.exports.screen`),
+    never failing the export as a whole; ``held_back`` adds what the database reader already found.
+    ODM and FHIR output is validated against the official schemas when they are at hand
+    (:class:`ExportInvalid` otherwise; nothing is then certified)."""
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be among {FORMATS}, got {formats}")
+    masked = [p for p in check_dataset({**dataset, "records": [], "participants": [], "audit": []})]
+    if masked:
+        raise DatasetError(masked)
+    dataset, problems = screen_dataset(dataset)
+    problems = [*held_back, *problems]
     dataset = require_valid(dataset)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -124,6 +139,10 @@ def export_all(dataset: Mapping[str, Any], out_dir: str | Path,
     readme = out / "README.txt"
     readme.write_text(_readme(meta, formats), encoding="utf-8")
     files.append(readme)
-    write_manifest(out, files, {**meta, "formats": list(formats), "validation": validation})
-    import json
+    body = problems_body(problems)
+    (out / PROBLEMS_FILE).write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    files.append(out / PROBLEMS_FILE)
+    held = {"count": body["count"], "file": PROBLEMS_FILE,
+            "items": [str(p) for p in problems[:MANIFEST_PROBLEMS]]}
+    write_manifest(out, files, {**meta, "formats": list(formats), "validation": validation, "held_back": held})
     return json.loads((out / MANIFEST).read_text(encoding="utf-8"))

@@ -12,7 +12,6 @@ the manifest's sha256). A demo database (:func:`server.demo.is_demo_db`) is expo
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -28,8 +27,10 @@ from server.clock import iso, utc_now
 from server.db import query, write_tx
 from server.exports.manifest import MANIFEST, write_manifest
 from server.exports.queries import write_query_files
+from server.exports.screen import PROBLEMS_FILE, HeldBack, problems_body
 from server.store.audit import Actor, write_audit
 from server.store.sites import get_site
+from shared.csv_safe import spreadsheet_csv
 from shared.protocol import Protocol
 
 ALL = ("csv", "odm", "sdtm", "fhir")
@@ -61,9 +62,65 @@ def is_demo(db: Database) -> bool:
     return is_demo_db(db)
 
 
+def _record_item(r: Mapping[str, Any], versions: list[Mapping[str, Any]], staff: Mapping[str, dict[str, Any]],
+                 devices: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """One stored record as a dataset record (raises on a value that cannot be decoded)."""
+    env = json.loads(r["envelope"])
+    if not isinstance(env, dict):
+        raise ValueError("the stored envelope is not a JSON object")
+    if r["device_id"]:
+        origin = _actor_dict(f"device:{r['device_id']}", staff, devices)
+    else:
+        origin = _actor_dict(f"staff:{r['staff_id']}", staff, devices)
+    record_versions = []
+    for v in versions:
+        by = origin if v["version"] == 1 else _actor_dict(v["created_by"], staff, devices)
+        record_versions.append({
+            "version": v["version"], "payload": json.loads(v["payload"]), "created_at": v["created_at"],
+            "created_by": by, "requested_by": v["requested_by"], "reason": v["reason"],
+            "changes": json.loads(v["changes"])})
+    return {
+        "id": r["id"], "type": r["type"], "participant": r["subject"], "respondent": r["respondent"],
+        "instrument_version": r["instrument_version"], "schema_version": r["schema_version"],
+        "event_time": env.get("event_time"), "entered_at": env.get("entered_at"), "received_at": r["received_at"],
+        "server_seq": r["server_seq"], "sha256": r["sha256"], "originator": origin,
+        "labels": json.loads(r["labels"]), "versions": record_versions}
+
+
+def _signoff_items(db: Database, site_id: int, staff: Mapping[str, dict[str, Any]],
+                   held: list[HeldBack]) -> list[dict[str, Any]]:
+    """Investigator sign-offs for the ODM Signature elements (each row decoded on its own)."""
+    from server.store.signoffs import _with_status
+
+    out = []
+    rows = query(db, "SELECT s.*, p.subject FROM signoffs s JOIN participants p ON p.id = s.participant_id"
+                     " WHERE p.site_id = ? ORDER BY s.id", [site_id])
+    for row in rows:
+        try:
+            try:
+                item = _with_status(db, [row])[0]
+                state = item["status"]["state"]
+            except Exception:  # noqa: BLE001 - the status needs every covered record; report, keep the signature
+                item = dict(row, covered=json.loads(row["covered"]))
+                state = "unknown"
+            signer = _actor_dict(f"staff:{item['staff_id']}", staff, {})
+            signer["name"] = item["printed_name"]
+            out.append({"id": item["id"], "subject": item["subject"], "signer": signer,
+                        "printed_name": item["printed_name"], "meaning": item["meaning"],
+                        "signed_at": item["signed_at"], "state": state,
+                        "covered": [{"record_id": c["record_id"], "version": int(c["version"])} for c in item["covered"]]})
+        except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
+            held.append(HeldBack("signoff", str(row.get("id")), row.get("subject"), "signoff",
+                                 f"{type(exc).__name__}: {exc}"[:160]))
+    return out
+
+
 def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: Protocol,
-                  now: datetime | None = None) -> dict[str, Any]:
-    """The export dataset of one site (shape: :mod:`server.exports.dataset`)."""
+                  now: datetime | None = None, held_back: list[HeldBack] | None = None) -> dict[str, Any]:
+    """The export dataset of one site (shape: :mod:`server.exports.dataset`). A stored row that cannot
+    be decoded is left out and appended to ``held_back`` (the export reports it); nothing raises for
+    one bad row."""
+    held = held_back if held_back is not None else []
     site = get_site(db, site_code)
     own_tx = not db.conn.in_transaction
     if own_tx:
@@ -94,33 +151,28 @@ def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: 
         records = []
         for r in query(db, "SELECT r.*, p.subject FROM records r JOIN participants p ON p.id = r.participant_id"
                            " WHERE p.site_id = ? ORDER BY r.server_seq", [site["id"]]):
-            env = json.loads(r["envelope"])
-            if r["device_id"]:
-                origin = _actor_dict(f"device:{r['device_id']}", staff, devices)
-            else:
-                origin = _actor_dict(f"staff:{r['staff_id']}", staff, devices)
-            record_versions = []
-            for v in versions.get(r["id"], []):
-                by = origin if v["version"] == 1 else _actor_dict(v["created_by"], staff, devices)
-                record_versions.append({
-                    "version": v["version"], "payload": json.loads(v["payload"]), "created_at": v["created_at"],
-                    "created_by": by, "requested_by": v["requested_by"], "reason": v["reason"],
-                    "changes": json.loads(v["changes"])})
-            records.append({
-                "id": r["id"], "type": r["type"], "participant": r["subject"], "respondent": r["respondent"],
-                "instrument_version": r["instrument_version"], "schema_version": r["schema_version"],
-                "event_time": env["event_time"], "entered_at": env["entered_at"], "received_at": r["received_at"],
-                "server_seq": r["server_seq"], "sha256": r["sha256"], "originator": origin,
-                "labels": json.loads(r["labels"]), "versions": record_versions})
-        audit = [{"seq": a["seq"], "at": a["at"], "actor": _audit_actor(a), "action": a["action"],
-                  "entity": a["entity"] or "", "entity_id": a["entity_id"] or "", "detail": json.loads(a["detail"])}
-                 for a in query(db, "SELECT * FROM audit WHERE site_id = ? ORDER BY seq", [site["id"]])]
+            try:
+                records.append(_record_item(r, versions.get(r["id"], []), staff, devices))
+            except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
+                held.append(HeldBack("record", str(r["id"]), r["subject"], "stored row",
+                                     f"cannot be decoded: {type(exc).__name__}: {exc}"[:160]))
+        audit = []
+        for a in query(db, "SELECT * FROM audit WHERE site_id = ? ORDER BY seq", [site["id"]]):
+            try:
+                detail = json.loads(a["detail"])
+            except (TypeError, ValueError):
+                detail = a["detail"]  # kept verbatim as text
+            audit.append({"seq": a["seq"], "at": a["at"], "actor": _audit_actor(a), "action": a["action"],
+                          "entity": a["entity"] or "", "entity_id": a["entity_id"] or "", "detail": detail})
+        signoffs = _signoff_items(db, site["id"], staff, held)
         demo = is_demo(db)
     finally:
         if own_tx:
             db.conn.execute("COMMIT")
+    sponsor = protocol.data.get("study", {}).get("sponsor_protocol_id")
     return {
         "study": {"protocol_id": protocol.id, "protocol_version": protocol.version,
+                  **({"sponsor_protocol_id": sponsor} if sponsor else {}),
                   "site": {"code": site["code"], "name": site["name"]}, "demo": demo},
         "generated_at": iso(now or utc_now()),
         "generated_by": generated_by,
@@ -128,6 +180,7 @@ def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: 
         "participants": participants,
         "records": records,
         "audit": audit,
+        "signoffs": signoffs,
     }
 
 
@@ -154,12 +207,8 @@ flag_reviews.csv Acknowledgements of safety flags: outcome (not an adverse event
 
 
 def _csv_bytes(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(list(header))
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+    """A review CSV for a spreadsheet: BOM, CRLF, every cell quoted and defused (OWASP CSV injection)."""
+    return ("\ufeff" + spreadsheet_csv(header, rows)).encode("utf-8")
 
 
 def _status_detail(status: Mapping[str, Any]) -> str:
@@ -173,17 +222,35 @@ def _status_detail(status: Mapping[str, Any]) -> str:
     return f"{added} entr{'y' if added == 1 else 'ies'} in the period arrived after signing" if added else ""
 
 
+def _site_signoffs(db: Database, site_id: int, held: list[HeldBack]) -> list[dict[str, Any]]:
+    """Every sign-off at the site with its status, decoded row by row (one bad row is reported)."""
+    from server.store.signoffs import _with_status
+
+    out = []
+    for row in query(db, "SELECT s.*, p.subject FROM signoffs s JOIN participants p ON p.id = s.participant_id"
+                         " WHERE p.site_id = ? ORDER BY s.id", [site_id]):
+        try:
+            out.append(_with_status(db, [row])[0])
+        except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
+            held.append(HeldBack("signoff", str(row["id"]), row["subject"], "status",
+                                 f"cannot be recomputed: {type(exc).__name__}: {exc}"[:160]))
+            out.append(dict(row, covered=[], status={"state": "broken", "problem": "see problems.json"}))
+    return out
+
+
 def write_review_files(db: Database, site_id: int, protocol: Protocol, out_dir: Path, *, demo: bool,
-                       now: datetime) -> tuple[list[Path], dict[str, int]]:
-    """``review/signatures.csv``, ``review/flag_reviews.csv`` and ``review/README.txt``; paths and counts."""
+                       now: datetime, held_back: list[HeldBack] | None = None) -> tuple[list[Path], dict[str, int]]:
+    """``review/signatures.csv``, ``review/flag_reviews.csv`` and ``review/README.txt``; paths and counts.
+    A sign-off or flag state that cannot be computed from what is stored is written as such and
+    appended to ``held_back``."""
     from server.store.participants import participant_by_id
     from server.store.reviews import participant_flags
-    from server.store.signoffs import signoffs_for_site
 
+    held = held_back if held_back is not None else []
     emails = {r["id"]: r["email"] for r in query(db, "SELECT id, email FROM staff")}
     folder = out_dir / REVIEW_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    signoffs = signoffs_for_site(db, site_id)
+    signoffs = _site_signoffs(db, site_id, held)
     rows = [[s["id"], s["subject"], s["period_from"], s["period_to"], s["printed_name"], emails.get(s["staff_id"], ""),
              s["meaning"], s["signed_at"], s["signed_at_local"], s["tz"], len(s["covered"]), s["content_sha256"],
              s["signature_sha256"], s["status"]["state"], _status_detail(s["status"])] for s in signoffs]
@@ -192,11 +259,18 @@ def write_review_files(db: Database, site_id: int, protocol: Protocol, out_dir: 
                         " WHERE p.site_id = ? ORDER BY f.id", [site_id])
     states: dict[int, dict[str, str]] = {}
     for pid in sorted({r["participant_id"] for r in reviews}):
-        found = participant_flags(db, protocol, participant_by_id(db, pid), now=now)["flags"]
-        states[pid] = {i["key"]: i["state"] for i in found}
+        try:
+            found = participant_flags(db, protocol, participant_by_id(db, pid), now=now)["flags"]
+            states[pid] = {i["key"]: i["state"] for i in found}
+        except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
+            subject = next(r["subject"] for r in reviews if r["participant_id"] == pid)
+            held.append(HeldBack("participant", subject, None, "flag states",
+                                 f"cannot be recomputed: {type(exc).__name__}: {exc}"[:160]))
+            states[pid] = {}
     rows = []
     for r in reviews:
-        state = states[r["participant_id"]].get(r["flag_key"], "no longer raised")
+        state = states[r["participant_id"]].get(r["flag_key"], "no longer raised" if states[r["participant_id"]]
+                                                 else "unknown (see problems.json)")
         latest = max(x["id"] for x in reviews if x["flag_key"] == r["flag_key"])
         rows.append([r["id"], r["subject"], r["flag_key"], r["rule"], r["record_id"], r["record_version"],
                      r["outcome"], r["ae_number"], r["note"], r["actor"], r["staff_role"], r["reviewed_at"],
@@ -209,11 +283,18 @@ def write_review_files(db: Database, site_id: int, protocol: Protocol, out_dir: 
                    "signoffs_invalidated": sum(s["status"]["state"] == "invalidated" for s in signoffs)}
 
 
-def _add_to_manifest(out_dir: Path, extra: list[Path], review_counts: Mapping[str, int]) -> dict[str, Any]:
+def _add_to_manifest(out_dir: Path, extra: list[Path], review_counts: Mapping[str, int],
+                     review_held: list[HeldBack]) -> dict[str, Any]:
     body = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
     listed = [out_dir / e["path"] for e in body["files"]]
     meta = {k: v for k, v in body.items() if k not in ("format", "marker", "verify_with", "files")}
     meta["counts"] = {**{k: v for k, v in body["counts"].items() if k != "files"}, "review": dict(review_counts)}
+    if review_held:
+        problems = json.loads((out_dir / PROBLEMS_FILE).read_text(encoding="utf-8"))
+        problems = problems_body([*(HeldBack(**p) for p in problems["problems"]), *review_held])
+        (out_dir / PROBLEMS_FILE).write_text(json.dumps(problems, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        meta["held_back"] = {**meta["held_back"], "count": problems["count"],
+                             "items": [*meta["held_back"]["items"], *(str(p) for p in review_held)][:200]}
     write_manifest(out_dir, listed + extra, meta)
     return json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
 
@@ -221,25 +302,29 @@ def _add_to_manifest(out_dir: Path, extra: list[Path], review_counts: Mapping[st
 def run_site_export(db: Database, site_code: str, out_dir: str | Path, *, formats: Iterable[str] = ALL,
                     generated_by: str, actor: Actor, protocol: Protocol,
                     now: datetime | None = None) -> dict[str, Any]:
-    """Export one site into ``out_dir`` (new or empty) and audit it; returns the manifest dict."""
+    """Export one site into ``out_dir`` (new or empty) and audit it; returns the manifest dict. A stored
+    value that cannot be written is held back and reported (``problems.json``, manifest ``held_back``),
+    never failing the export as a whole."""
     from server.exports import export_all
 
     formats = tuple(formats)
     out = Path(out_dir)
-    dataset = build_dataset(db, site_code, generated_by=generated_by, protocol=protocol, now=now)
-    manifest = export_all(dataset, out, formats)
+    held: list[HeldBack] = []
+    dataset = build_dataset(db, site_code, generated_by=generated_by, protocol=protocol, now=now, held_back=held)
+    manifest = export_all(dataset, out, formats, held_back=held)
     site = get_site(db, site_code)
+    review_held: list[HeldBack] = []
     extra, review_counts = write_review_files(db, site["id"], protocol, out, demo=dataset["study"]["demo"],
-                                              now=now or utc_now())
+                                              now=now or utc_now(), held_back=review_held)
     extra += write_query_files(db, site["id"], out)  # data queries (issue 12): queries.csv, ODM annotations
-    manifest = _add_to_manifest(out, extra, review_counts)
+    manifest = _add_to_manifest(out, extra, review_counts, review_held)
     digest = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
     with write_tx(db):
         write_audit(db, actor, "export.create", entity="export", entity_id=out.name, site_id=site["id"],
                     detail={"site": site_code, "formats": list(formats), "out": str(out.resolve()),
                             "generated_by": generated_by, "generated_at": manifest["generated_at"],
                             "demo": dataset["study"]["demo"], "counts": manifest["counts"],
-                            "manifest_sha256": digest})
+                            "held_back": manifest["held_back"]["count"], "manifest_sha256": digest})
     return manifest
 
 

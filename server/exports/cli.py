@@ -61,8 +61,13 @@ def cmd_export(args: argparse.Namespace):
             f"({', '.join(formats)}) to {args.out}: {counts['participants']} participants, "
             f"{counts['records_total']} records, {counts['versions']} versions, {counts['audit_entries']} audit "
             f"entries, {counts['files']} files; check with: als-epro-server export verify {args.out}")
+    held = manifest.get("held_back") or {"count": 0, "items": []}
+    if held["count"]:
+        text += (f"\nHELD BACK: {held['count']} stored value(s) could not be written as they are and are listed in "
+                 f"{args.out}/problems.json (the rest is exported and verifies):\n"
+                 + "\n".join(f"  {p}" for p in held["items"][:20]))
     return {"out": args.out, "site": site, "formats": list(formats), "demo": manifest.get("demo", False),
-            "generated_at": manifest["generated_at"], "counts": counts}, text
+            "generated_at": manifest["generated_at"], "counts": counts, "held_back": held}, text
 
 
 def _verify(args: argparse.Namespace):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from server.exports.dataset import current_version, participant_timeline, parse_time
+from shared.csv_safe import defuse
 from shared.instruments import load_instrument
 from shared.schedule import Timeline
 from shared.scoring import score_alsfrs_r, tnss
@@ -297,30 +298,37 @@ def utc_iso(value: str | datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-#: a text cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def csv_cell(value: Any) -> str:
-    """:func:`csv_value` for a CSV cell: typed text that a spreadsheet would run as a formula is
-    prefixed with an apostrophe (``'=HYPERLINK(…)``). Numbers are never prefixed; the verbatim text
-    stays in the ODM and FHIR files and in the audit trail."""
+    """:func:`csv_value` for a spreadsheet CSV cell: text that a spreadsheet would run as a formula is
+    prefixed with an apostrophe (``'=HYPERLINK(…)``, :func:`shared.csv_safe.defuse`). Numbers are never
+    prefixed; the verbatim text stays in the analysis files (SDTM, ODM, FHIR) and in the audit trail."""
     text = csv_value(value)
-    if isinstance(value, str) and text.startswith(FORMULA_START):
-        return "'" + text
-    return text
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return text
+    return defuse(text)
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> Path:
-    """UTF-8 with a byte-order mark (spreadsheets then show Chinese correctly), CRLF line ends.
-    Text that would start a spreadsheet formula is defused by :func:`csv_cell`."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([csv_cell(v) for v in row])
+    """A spreadsheet CSV: UTF-8 with a byte-order mark (spreadsheets then show Chinese correctly), CRLF
+    line ends, every cell quoted and defused by :func:`csv_cell` (OWASP CSV injection). Rows are
+    written as they come (a generator keeps memory flat)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue().encode("utf-8-sig"))
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+        writer.writerow([csv_cell(h) for h in header])
+        for row in rows:
+            writer.writerow([csv_cell(v) for v in row])
+    return path
+
+
+def write_analysis_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> Path:
+    """An analysis CSV (SDTM): values verbatim, never an apostrophe added (UTF-8 with BOM, CRLF)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\r\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([csv_value(v) for v in row])
     return path
 
 

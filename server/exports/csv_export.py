@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from server.exports.common import (
-    META_FIELDS, Field, _txt, codes_text, fields_for, meta_values, payload_values, site_of,
+    META_FIELDS, Field, _txt, codes_text, csv_cell, fields_for, meta_values, payload_values, site_of,
     sorted_records, timelines, write_csv,
 )
 from server.exports.dataset import current_version, require_valid
@@ -119,9 +119,32 @@ def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     rows = [[fname, f.name, f.label["en"], f.label["zh-CN"], f.dtype, codes_text(f.codes, "en"),
              codes_text(f.codes, "zh-CN"), "derived: " + f.derivation if f.derived else "collected"]
             for fname, cols in files.items() for f in cols]
+    rows += _sdtm_dictionary_rows()
     written.append(write_csv(out / "data_dictionary.csv",
                              ["file", "name", "label_en", "label_zh-CN", "type", "codes", "codes_zh-CN", "origin"], rows))
     return written
+
+
+def _sdtm_dictionary_rows() -> list[list[Any]]:
+    """The SDTM datasets' variables (``../sdtm/<name>.xpt`` and ``.csv``; define.xml has the full metadata)."""
+    from server.exports.sdtm import CSV_NAMES
+    from server.exports.xpt import DATASETS
+
+    return [[f"../sdtm/{base}.xpt|.csv", v.name, v.label, f"SDTM 变量（标准英文标签）：{v.label}",
+             ("decimal" if v.name in ("VISITNUM", "DFS", "QSSTRESN") else "integer") if v.numeric else
+             ("datetime" if v.name.endswith("DTC") else "text"), "", "", v.origin.lower()]
+            for name, base in CSV_NAMES.items() for v in DATASETS[name]["vars"]]
+
+
+def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
+    """Build one record's CSV row and version rows (for :mod:`server.exports.screen`)."""
+    site = ctx["participant"].get("site") or ctx["dataset"]["study"]["site"]["code"]
+    values = {**meta_values(rec, ctx["timeline"], site), **payload_values(rec["type"], current_version(rec)["payload"])}
+    cells = [csv_cell(values.get(f.name)) for f in META_FIELDS + fields_for(rec["type"])]
+    for v in rec["versions"]:
+        cells += [csv_cell(v["created_at"]), _json(v["payload"])]
+        cells += [_change_value(c["old"]) + _change_value(c["new"]) for c in v["changes"]]
+    "".join(cells).encode("utf-8")
 
 
 __all__ = ["csv_export"]

@@ -52,13 +52,42 @@ def questionnaire_url(record_type: str) -> str:
     return f"{BASE}/Questionnaire/{SLUG[record_type]}"
 
 
-def _qversion(content: Mapping[str, Any]) -> str:
-    return f"{content['source']}/{content['version']}"
+LANGS = ("en", "zh-CN")
+
+
+def _record_lang(record: Mapping[str, Any]) -> str:
+    parts = record["instrument_version"].split("/")
+    return parts[2] if len(parts) >= 4 and parts[2] in LANGS else "en"
 
 
 def _record_qversion(record: Mapping[str, Any]) -> str:
+    """The Questionnaire version the record answered: source / language / wording version."""
     parts = record["instrument_version"].split("/")
-    return f"{parts[1]}/{parts[-1]}" if len(parts) >= 4 else record["instrument_version"]
+    return f"{parts[1]}/{_record_lang(record)}/{parts[-1]}" if len(parts) >= 4 else record["instrument_version"]
+
+
+def _in_language(node: Any, lang: str) -> Any:
+    """A resource built English-first turned into ``lang``-first: every text whose ``_text`` carries the
+    ``lang`` translation swaps with it (the English then rides on the translation extension)."""
+    if lang == "en":
+        return node
+    if isinstance(node, list):
+        return [_in_language(x, lang) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _in_language(v, lang) for k, v in node.items()}
+    for key in list(out):
+        ext = out.get(f"_{key}")
+        if key.startswith("_") or not isinstance(out[key], str) or not isinstance(ext, dict):
+            continue
+        for e in ext.get("extension", []):
+            parts = {x["url"]: x for x in e.get("extension", [])}
+            if e.get("url") == TRANSLATION and parts.get("lang", {}).get("valueCode") == lang:
+                english = out[key]
+                out[key] = parts["content"]["valueString"]
+                parts["lang"]["valueCode"] = "en"
+                parts["content"]["valueString"] = english
+    return out
 
 
 def _option(system: str, code: Any, text: Mapping[str, str]) -> dict[str, Any]:
@@ -119,23 +148,25 @@ def _nasal_items(content: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def build_questionnaire(record_type: str, version: str | None = None) -> dict[str, Any]:
+def build_questionnaire(record_type: str, version: str | None = None, lang: str = "en") -> dict[str, Any]:
+    """One Questionnaire per instrument version and language: the wording shown in ``lang``, the other
+    language as the standard translation extension."""
     inst = load_instrument(record_type, version)
     c = inst.content
     title = {"alsfrs_r": {"en": "ALSFRS-R (revised ALS Functional Rating Scale), self-report",
                           "zh-CN": "ALSFRS-R（修订版肌萎缩侧索硬化功能评定量表）自评"},
              "nasal_symptoms": {"en": "Nasal symptom diary", "zh-CN": "鼻部症状日记"}}[record_type]
     q: dict[str, Any] = {
-        "resourceType": "Questionnaire", "id": f"{SLUG[record_type]}-{c['version']}",
-        "url": questionnaire_url(record_type), "version": _qversion(c),
+        "resourceType": "Questionnaire", "id": f"{SLUG[record_type]}-{lang}-{c['version']}",
+        "url": questionnaire_url(record_type), "version": f"{c['source']}/{lang}/{c['version']}",
         "name": record_type.replace("_", " ").title().replace(" ", ""), "status": "draft" if inst.is_draft else "active",
-        "subjectType": ["Patient"], "language": "en",
+        "subjectType": ["Patient"], "language": lang,
     }
     _texts(q, "title", title)
     _texts(q, "description", {k: f"{c['instructions'][k]} ({c['note'][k]})" if inst.is_draft else c["instructions"][k]
                               for k in ("en", "zh-CN")})
     q["item"] = _alsfrs_items(c) if record_type == "alsfrs_r" else _nasal_items(c)
-    return q
+    return _in_language(q, lang)
 
 
 def _answer(record_type: str, link: str, value: Any) -> dict[str, Any]:
@@ -172,13 +203,22 @@ def build_response(record: Mapping[str, Any], site: str) -> dict[str, Any]:
     items = [{"linkId": link, "answer": [_answer(rtype, link, get[link])]}
              for link in links if get.get(link) not in (None, "")]  # FHIR forbids empty strings
     origin = record["originator"]
-    if origin["kind"] == "device":
-        author = _reference("Device", f"{BASE}/sid/device", origin["id"], f"{origin.get('role')} device {origin['id']}")
-    else:
-        author = _reference("Practitioner", f"{BASE}/sid/staff", origin["id"], origin.get("name") or origin["id"])
     subject = _reference("Patient", f"{BASE}/sid/subject/{site}", record["participant"], record["participant"])
-    source = subject if record["respondent"] != "caregiver" else _reference(
-        "RelatedPerson", f"{BASE}/sid/caregiver-of/{site}", record["participant"], f"caregiver of {record['participant']}")
+    caregiver = {"type": "RelatedPerson", "reference": f"urn:uuid:{caregiver_id(site, record['participant'])}",
+                 "display": f"caregiver of {record['participant']}"}
+    if origin["kind"] == "staff":
+        author = _reference("Practitioner", f"{BASE}/sid/staff", origin["id"], origin.get("name") or origin["id"])
+    elif record["respondent"] == "caregiver":
+        author = caregiver
+    else:
+        author = subject
+    source = caregiver if record["respondent"] == "caregiver" else subject
+    respondent = [{"url": f"{BASE}/StructureDefinition/respondent", "valueCode": record["respondent"]}]
+    if record["respondent"] == "participant_assisted":
+        respondent.append({"url": f"{BASE}/StructureDefinition/answered-with-help", "valueBoolean": True})
+    if origin["kind"] == "device":
+        respondent.append({"url": f"{BASE}/StructureDefinition/entered-on-device", "valueReference": _reference(
+            "Device", f"{BASE}/sid/device", origin["id"], f"{origin.get('role')} device {origin['id']}")})
     lang = record["instrument_version"].split("/")[2] if record["instrument_version"].count("/") >= 3 else "en"
     qr: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse", "id": record["id"],
@@ -187,6 +227,7 @@ def build_response(record: Mapping[str, Any], site: str) -> dict[str, Any]:
                          for label in record.get("labels") or []] or None},
         "language": lang,
         "extension": [
+            *respondent,
             {"url": f"{BASE}/StructureDefinition/instrument-version", "valueString": record["instrument_version"]},
             {"url": f"{BASE}/StructureDefinition/received-at", "valueInstant": utc_iso(record["received_at"])},
             {"url": f"{BASE}/StructureDefinition/server-seq", "valueInteger": record["server_seq"]},
@@ -203,10 +244,28 @@ def build_response(record: Mapping[str, Any], site: str) -> dict[str, Any]:
     return qr
 
 
+def caregiver_id(site: str, subject: str) -> str:
+    return str(uuid.uuid5(NS, f"caregiver|{site}|{subject}"))
+
+
+def build_related_person(site: str, subject: str) -> dict[str, Any]:
+    """The participant's caregiver, linked to the Patient (the author of a caregiver's answers)."""
+    return {"resourceType": "RelatedPerson", "id": caregiver_id(site, subject),
+            "identifier": [{"system": f"{BASE}/sid/caregiver-of/{site}", "value": subject}], "active": True,
+            "patient": _reference("Patient", f"{BASE}/sid/subject/{site}", subject, subject),
+            "relationship": [{"coding": [{"system": f"{BASE}/CodeSystem/relationship", "code": "caregiver",
+                                          "display": "Caregiver"}],
+                              "text": "Caregiver", "_text": _zh({"zh-CN": "照护者"})}]}
+
+
 def build_bundle(dataset: Mapping[str, Any]) -> dict[str, Any]:
     site = dataset["study"]["site"]["code"]
-    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": build_response(r, site)}
-               for t in FHIR_TYPES for r in sorted_records(dataset, t)]
+    carers = sorted({r["participant"] for r in dataset["records"]
+                     if r["type"] in FHIR_TYPES and r["respondent"] == "caregiver"})
+    entries = [{"fullUrl": f"urn:uuid:{caregiver_id(site, s)}", "resource": build_related_person(site, s)}
+               for s in carers]
+    entries += [{"fullUrl": f"urn:uuid:{r['id']}", "resource": build_response(r, site)}
+                for t in FHIR_TYPES for r in sorted_records(dataset, t)]
     stamp = utc_iso(dataset["generated_at"])
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid5(NS, f"{dataset['study']['protocol_id']}|{site}|{stamp}")),
@@ -232,10 +291,30 @@ def fhir_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     written = []
     for rtype in FHIR_TYPES:
         for version in _questionnaire_versions(dataset, rtype):
-            q = build_questionnaire(rtype, version)
-            written.append(_write(out / f"Questionnaire-{q['id']}.json", q))
+            for lang in LANGS:
+                q = build_questionnaire(rtype, version, lang)
+                written.append(_write(out / f"Questionnaire-{q['id']}.json", q))
     written.append(_write(out / "QuestionnaireResponse-bundle.json", build_bundle(dataset)))
     return written
+
+
+def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
+    """Build one record's QuestionnaireResponse and check it against the R4 schema when at hand (for
+    :mod:`server.exports.screen`)."""
+    if rec["type"] not in FHIR_TYPES:
+        return
+    site = ctx["dataset"]["study"]["site"]["code"]
+    qr = build_response(rec, site)
+    json.dumps(qr, ensure_ascii=False)
+    from server.exports.validate import standards_dir, validate_fhir
+    if standards_dir() is not None:
+        try:
+            import jsonschema  # noqa: F401
+        except ImportError:
+            return
+        problems = validate_fhir(qr)
+        if problems:
+            raise ValueError("not valid FHIR R4: " + "; ".join(problems[:3]))
 
 
 def _write(path: Path, resource: Mapping[str, Any]) -> Path:

@@ -3,13 +3,15 @@
 Layout (clinical.md §2.4)::
 
     ODM (FileType Transactional | Snapshot)
-      Study NCT06598202 / MetaDataVersion: one StudyEventDef SE.EPRO, three repeating FormDefs
+      Study NCT06598202 / MetaDataVersion: one StudyEventDef per protocol visit (SE.BASELINE, SE.DAY001 …,
+        SE.UNSCHEDULED), three repeating FormDefs
         (F.ALSFRS_R, F.NASAL_SYMPTOMS, F.DOSE_CONFIRMATION), each with the item group IG.RECORD (who,
         when, device, hash) and its own item group; ItemDefs with both languages, CodeLists with the
         instrument anchors, MethodDefs for derived scores (total, domains, TNSS, ECOCCUR, laterality)
       AdminData: Users (devices by role, staff by name and role, the export's author) and Locations
         (the site and each device)
-      ClinicalData / SubjectData (SiteRef) / StudyEventData SE.EPRO / FormData (FormRepeatKey = record id)
+      ClinicalData / SubjectData (SiteRef) / StudyEventData per visit / FormData (FormRepeatKey = record id),
+        with a Signature (SignatureDef SD.INVESTIGATOR_REVIEW) on each version an investigator signed
 
 **Transactional** (default) keeps the whole history: each record is a ``FormData`` with
 ``TransactionType="Insert"`` holding version 1 (the values as entered), followed by one ``FormData``
@@ -43,6 +45,7 @@ from server.exports.common import (
 )
 from server.exports.dataset import DEMO_MARKER, draft_instrument_versions, parse_time, require_valid
 from server.exports.sdtm import qs_testcd
+from server.exports.visits import Visit, protocol_for, protocol_visits
 from server.exports.validate import ODM_NS
 from shared.instruments import load_instrument
 from shared.vocab import RECORD_TYPES
@@ -125,10 +128,16 @@ def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str) -
     mdv = _el(study, "MetaDataVersion", {"OID": mdv_oid, "Name": f"Protocol {s['protocol_version']}",
                                          "Description": _draft_note(dataset) or None})
     proto = _el(mdv, "Protocol")
-    _el(proto, "StudyEventRef", {"StudyEventOID": "SE.EPRO", "OrderNumber": 1, "Mandatory": "Yes"})
-    sed = _el(mdv, "StudyEventDef", {"OID": "SE.EPRO", "Name": "ePRO diary", "Repeating": "No", "Type": "Common"})
-    for i, rtype in enumerate(RECORD_TYPES, start=1):
-        _el(sed, "FormRef", {"FormOID": _form_oid(rtype), "OrderNumber": i, "Mandatory": "No"})
+    events = _event_defs(dataset)
+    for i, v in enumerate(events, start=1):
+        _el(proto, "StudyEventRef", {"StudyEventOID": v.oid, "OrderNumber": i, "Mandatory": "No"})
+    for v in events:
+        sed = _el(mdv, "StudyEventDef", {"OID": v.oid, "Name": v.name, "Repeating": "No" if v.planned else "Yes",
+                                         "Type": "Scheduled" if v.planned else "Unscheduled"})
+        _translated(sed, "Description", {"en": f"{v.name} (VISITNUM {v.num_text})" if v.planned else
+                                         "Entry that fills no planned item (VISITNUM: the visit before + 0.01)"})
+        for i, rtype in enumerate(RECORD_TYPES, start=1):
+            _el(sed, "FormRef", {"FormOID": _form_oid(rtype), "OrderNumber": i, "Mandatory": "No"})
     for rtype in RECORD_TYPES:
         fd = _el(mdv, "FormDef", {"OID": _form_oid(rtype), "Name": FORM_TITLES[rtype]["en"], "Repeating": "Yes"})
         _translated(fd, "Description", FORM_TITLES[rtype])
@@ -151,7 +160,8 @@ def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str) -
             idef = _el(mdv, "ItemDef", {"OID": item_oid(rtype, f.name), "Name": f.name, "DataType": DTYPE[f.dtype],
                                         "Origin": "Derived" if f.derived else "CRF"})
             _translated(idef, "Description", f.label)
-            _translated(idef, "Question", f.label)
+            if (asked := wording(rtype, f.name)) is not None:
+                _translated(idef, "Question", asked)
             if f.codes:
                 cl = _codelist_oid(rtype, f)
                 codelists.setdefault(cl, (rtype, f))
@@ -174,6 +184,45 @@ def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str) -
                 _translated(md, "Description", {"en": f.derivation})
 
 
+def wording(record_type: str | None, name: str) -> dict[str, str] | None:
+    """The question as the participant saw it (both languages, from the instrument file); None for a
+    derived value or record metadata, which nobody was asked."""
+    if record_type is None:
+        return None
+    c = load_instrument(record_type).content
+    if record_type == "alsfrs_r":
+        if name == "gastrostomy":
+            return dict(c["gastrostomy_question"]["text"])
+        if name == "item_respondent":
+            return dict(c["respondent_question"]["text"])
+        items = {i["id"]: i for i in c["items"]}
+        if name.startswith("item_") and name[5:] in items:
+            it = items[name[5:]]
+            return {k: f"{it['title'][k]}: {it['question'][k]}" for k in ("en", "zh-CN")}
+        return None
+    if record_type == "nasal_symptoms":
+        sym = {x["name"]: x for x in c["symptoms"]}
+        if name in sym:
+            x = sym[name]
+            return {k: f"{x['title'][k]}: {x['help'][k]}" for k in ("en", "zh-CN")}
+        if name in c["questions"]:
+            return dict(c["questions"][name])
+        return {"en": "Diary date", "zh-CN": "日记日期"} if name == "date" else None
+    f = c["fields"]
+    if name == "dose_number":
+        return {k: v.replace("{n}", "N") for k, v in f["dose_number"].items()}
+    for side in ("left", "right"):
+        for part, key in (("given", "nostril_given"), ("volume", "volume"), ("retained", "retained")):
+            if name == f"{side}_{part}":
+                return {k: f"{f[side][k]}: {f[key][k]}" for k in ("en", "zh-CN")}
+    return dict(f[name]) if name in f and isinstance(f[name], dict) and "en" in f[name] else None
+
+
+def _event_defs(dataset: Mapping[str, Any]) -> list[Visit]:
+    visits = list(protocol_visits(protocol_for(dataset["study"]["protocol_id"])))
+    return visits + [Visit(-1.0, "Unscheduled", None, planned=False)]
+
+
 def _draft_note(dataset: Mapping[str, Any]) -> str:
     drafts = draft_instrument_versions(dataset)
     if not drafts:
@@ -193,6 +242,8 @@ def _actors(dataset: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         if p.get("enrolled_by"):
             actor = p["enrolled_by"]
             out.setdefault(_user_oid(actor), actor)
+    for so in dataset.get("signoffs") or []:
+        out.setdefault(_user_oid(so["signer"]), {**so["signer"], "name": so["signer"].get("name") or so["printed_name"]})
     return out
 
 
@@ -221,6 +272,11 @@ def _admin(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, site:
         loc = _el(admin, "Location", {"OID": oid, "Name": name, "LocationType": ltype})
         _el(loc, "MetaDataVersionRef", {"StudyOID": dataset["study"]["protocol_id"],
                                         "MetaDataVersionOID": mdv_oid, "EffectiveDate": effective})
+    meanings = sorted({so["meaning"] for so in dataset.get("signoffs") or []})
+    sd = _el(admin, "SignatureDef", {"OID": SIGNATURE_DEF, "Methodology": "Electronic"})
+    _el(sd, "Meaning", text=" / ".join(meanings) or "Investigator review of the participant's entries for a period")
+    _el(sd, "LegalReason", text="21 CFR Part 11 electronic signature (§11.50, §11.70): the investigator's review "
+                                 "sign-off; printed name, date-time and meaning are bound to the record versions signed")
 
 
 # --- clinical data -------------------------------------------------------------------------------------------
@@ -260,8 +316,35 @@ def _record_meta(rec: Mapping[str, Any]) -> dict[str, Any]:
             "labels": list(rec.get("labels") or []) or None}
 
 
-def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transactional: bool) -> None:
+SIGNATURE_DEF = "SD.INVESTIGATOR_REVIEW"
+
+
+def _signature(form: etree._Element, signoff: Mapping[str, Any] | None, site: str, record_id: str,
+               version: int) -> None:
+    """An ODM Signature (after the AuditRecord): the investigator's sign-off covering this version
+    (``ID`` = ``SIG.<sign-off id>.<record id>.V<version>``, unique in the file as xs:ID requires)."""
+    if signoff is None:
+        return
+    sig = _el(form, "Signature", {"ID": f"SIG.{signoff['id']}.{record_id}.V{version}"})
+    _el(sig, "UserRef", {"UserOID": _user_oid(signoff["signer"])})
+    _el(sig, "LocationRef", {"LocationOID": f"LOC.SITE.{site}"})
+    _el(sig, "SignatureRef", {"SignatureOID": SIGNATURE_DEF})
+    _el(sig, "DateTimeStamp", text=utc_iso(signoff["signed_at"]))
+
+
+def signed_versions(dataset: Mapping[str, Any]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """``{(record id, version): the latest sign-off covering it}``."""
+    out: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for so in sorted(dataset.get("signoffs") or [], key=lambda x: (parse_time(x["signed_at"]), x["id"])):
+        for c in so["covered"]:
+            out[(c["record_id"], int(c["version"]))] = so
+    return out
+
+
+def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transactional: bool,
+           signed: Mapping[tuple[str, int], Mapping[str, Any]] | None = None) -> None:
     rtype, fields = rec["type"], fields_for(rec["type"])
+    signed = signed or {}
     versions = sorted(rec["versions"], key=lambda v: v["version"])
     first = versions[0] if transactional else versions[-1]
     form = _el(event, "FormData", {"FormOID": _form_oid(rtype), "FormRepeatKey": rec["id"],
@@ -271,6 +354,7 @@ def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transaction
         _audit(form, _user_oid(origin), _location_oid(origin, site), _entry_stamp(rec), None,
                f"record {rec['id']} version 1 (as entered on {rec['entered_at']}); received {rec['received_at']}, "
                f"server_seq {rec['server_seq']}, sha256 {rec['sha256']}")
+    _signature(form, signed.get((rec["id"], first["version"])), site, rec["id"], first["version"])
     _items(_el(form, "ItemGroupData", {"ItemGroupOID": _group_oid(None)}), None, _record_fields(), _record_meta(rec))
     _items(_el(form, "ItemGroupData", {"ItemGroupOID": _group_oid(rtype)}), rtype, fields,
            payload_values(rtype, first["payload"]))
@@ -288,16 +372,34 @@ def _forms(event: etree._Element, rec: Mapping[str, Any], site: str, transaction
         fields_changed = ", ".join(c["field"] for c in v["changes"])
         _audit(upd, _user_oid(by), _location_oid(by, site), utc_iso(v["created_at"]), reason,
                f"record {rec['id']} version {v['version']}; changed: {fields_changed}")
+        _signature(upd, signed.get((rec["id"], v["version"])), site, rec["id"], v["version"])
         tt = {f.name: ("Insert" if previous.get(f.name) is None else "Remove" if current.get(f.name) is None
                        else "Update") for f in changed}
         _items(_el(upd, "ItemGroupData", {"ItemGroupOID": _group_oid(rtype)}), rtype, changed, current, tt)
         previous = current
 
 
+def _subject_events(dataset: Mapping[str, Any], p: Mapping[str, Any],
+                    recs: list[Mapping[str, Any]]) -> list[tuple[Visit, list[Mapping[str, Any]]]]:
+    """The participant's records grouped by protocol visit (schedule order; unscheduled by number)."""
+    from server.exports.sdtm import Subject
+
+    visits = Subject(dataset, p, recs).visits
+    groups: dict[tuple[float, str], tuple[Visit, list[Mapping[str, Any]]]] = {}
+    for r in recs:
+        v = visits[r["id"]]
+        groups.setdefault((v.num, v.oid), (v, []))[1].append(r)
+    return [groups[k] for k in sorted(groups)]
+
+
 def _clinical(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, transactional: bool) -> None:
     study_oid = dataset["study"]["protocol_id"]
     clinical = _el(root, "ClinicalData", {"StudyOID": study_oid, "MetaDataVersionOID": mdv_oid})
     sites = site_of(dataset)
+    signed = signed_versions(dataset)
+    if not transactional:  # a snapshot carries only signatures of the current versions
+        current = {(r["id"], max(v["version"] for v in r["versions"])) for r in dataset["records"]}
+        signed = {k: v for k, v in signed.items() if k in current}
     by_subject: dict[str, list[Mapping[str, Any]]] = {}
     for r in sorted(dataset["records"], key=lambda r: (r["server_seq"], r["id"])):
         by_subject.setdefault(r["participant"], []).append(r)
@@ -311,10 +413,20 @@ def _clinical(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, tr
             _audit(subject, _user_oid(enrolled_by) if enrolled_by else SYSTEM_USER, f"LOC.SITE.{site}", utc_iso(when),
                    None, f"participant {p['subject']} enrolled at site {site}")
         _el(subject, "SiteRef", {"LocationOID": f"LOC.SITE.{site}"})
-        if recs:
-            event = _el(subject, "StudyEventData", {"StudyEventOID": "SE.EPRO"})
-            for rec in recs:
-                _forms(event, rec, site, transactional)
+        for visit, group in _subject_events(dataset, p, recs):
+            event = _el(subject, "StudyEventData", {"StudyEventOID": visit.oid,
+                                                    "StudyEventRepeatKey": None if visit.planned else visit.num_text})
+            for rec in group:
+                _forms(event, rec, site, transactional, signed)
+
+
+def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
+    """Write one record's ODM forms (both file types) and serialise them (for :mod:`server.exports.screen`)."""
+    site = ctx["participant"].get("site") or ctx["dataset"]["study"]["site"]["code"]
+    event = _el(None, "StudyEventData", {"StudyEventOID": "SE.PROBE"})
+    _forms(event, rec, site, True)
+    _forms(event, rec, site, False)
+    etree.tostring(event)
 
 
 def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -> etree._ElementTree:

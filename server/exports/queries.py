@@ -103,13 +103,11 @@ def annotate_odm(tree: etree._ElementTree, annotations: Iterable[Mapping[str, An
 def write_query_files(db: Database, site_id: int, out_dir: Path) -> list[Path]:
     """``queries.csv`` in the export folder, and the annotations in its ODM files; the paths to list."""
     from server.exports.build import _csv_bytes
-    from server.exports.common import csv_cell
     from server.exports.validate import safe_parser, validate_odm
 
     out_dir = Path(out_dir)
     path = out_dir / QUERIES_CSV
-    rows = [[csv_cell(v) if isinstance(v, str) else v for v in row] for row in query_rows(db, site_id)]
-    path.write_bytes(_csv_bytes(QUERY_COLUMNS, rows))
+    path.write_bytes(_csv_bytes(QUERY_COLUMNS, query_rows(db, site_id)))  # every cell defused there
     annotations = odm_annotations(db, site_id)
     if annotations:
         for odm in sorted(out_dir.rglob("*_odm*.xml")):

@@ -13,8 +13,12 @@ here are our own and are listed, as such, in ``sdtm_codes.csv``; remap if CDISC 
   ``cough_choking_dosing`` left empty on a day without a dose is ``QSSTAT = "NOT DONE"``,
   ``QSREASND = "NO DOSE THAT DAY"``.
 - ``QSORRES`` is the English anchor text of the answer, ``QSSTRESC``/``QSSTRESN`` the score;
-  ``QSGRPID`` is the record id (one response), ``QSSPID`` the source variable; ``QSDTC`` is local time
-  without offset (diary: its date); ``QSDY`` the study day (no day 0).
+  ``QSGRPID`` is the record id (one response), ``QSSPID`` the source variable; ``QSDTC`` is the
+  participant's local time with its UTC offset (diary: its date); ``QSDY`` the study day (no day 0);
+  VISIT/VISITNUM from the schedule, EPOCH, QSBLFL on the last pre-dose value; SUPPQS RESPOND keeps the
+  respondent as stated (SELF / CAREGIVER / SELF WITH HELP). STUDYID is the sponsor protocol id; TS
+  keeps the NCT number (REGID); DFS is one row per subject with ΔFS or the reason it is blank. Every
+  dataset is written as XPORT v5 (.xpt) and CSV, described by define.xml (:mod:`server.exports.xpt`).
 
 **EC** (exposure as collected): one row per nostril per dose confirmation; ``ECTRT = "MASKED"`` (never
 the product), ``ECMOOD = "PERFORMED"``, ``ECOCCUR = "N"`` for a nostril not given — never a zero dose —
@@ -25,15 +29,19 @@ who gave it, dose number and kit number are in SUPPEC.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
 
 from server.exports.common import (
-    codes_text, fields_for, payload_values, site_of, sorted_records, study_day, timelines,
-    write_csv,
+    codes_text, fields_for, payload_values, study_day, utc_iso, write_analysis_csv,
 )
-from server.exports.dataset import current_version, parse_time, require_valid
+from server.exports.dataset import current_version, parse_time, participant_timeline, require_valid
+from server.exports.visits import epoch, local_dtc, protocol_for, record_visits, study_ids
+from server.exports.xpt import DATASETS, columns, define_xml, frame, write_xpt
+from shared.schedule import Timeline
+from shared.scoring import delta_fs
 from shared.instruments import load_instrument
 from shared.vocab import NASAL_SYMPTOMS
 
@@ -99,18 +107,16 @@ def _anchor_text(record_type: str, field: str, value: Any) -> str:
     return str(value)
 
 
-def _dtc(value: str | datetime) -> str:
-    """ISO 8601 local date-time without offset (SDTM --DTC)."""
-    moment = parse_time(value)
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
-
-
 QS_COLUMNS = ["STUDYID", "DOMAIN", "USUBJID", "QSSEQ", "QSGRPID", "QSSPID", "QSTESTCD", "QSTEST", "QSCAT",
-              "QSORRES", "QSSTRESC", "QSSTRESN", "QSSTAT", "QSREASND", "QSEVAL", "QSDRVFL", "QSDTC", "QSDY"]
+              "QSORRES", "QSSTRESC", "QSSTRESN", "QSSTAT", "QSREASND", "QSBLFL", "QSDRVFL", "QSEVAL", "VISITNUM",
+              "VISIT", "EPOCH", "QSDTC", "QSDY"]
 EC_COLUMNS = ["STUDYID", "DOMAIN", "USUBJID", "ECSEQ", "ECGRPID", "ECSPID", "ECTRT", "ECMOOD", "ECPRESP",
-              "ECOCCUR", "ECREASOC", "ECDOSE", "ECDOSTXT", "ECDOSU", "ECROUTE", "ECLAT", "ECSTDTC", "ECENDTC",
-              "ECSTDY", "ECENDY"]
+              "ECOCCUR", "ECREASOC", "ECDOSE", "ECDOSTXT", "ECDOSU", "ECROUTE", "ECLAT", "VISITNUM", "VISIT", "EPOCH",
+              "ECSTDTC", "ECENDTC", "ECSTDY", "ECENDY"]
 SUPP_COLUMNS = ["STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QLABEL", "QVAL", "QORIG"]
+DFS_COLUMNS = ["STUDYID", "USUBJID", "SUBJID", "SITEID", "REGID", "ONSETDTC", "RFSTDTC", "BLDTC", "BLTOTAL",
+               "DFS", "DFSU", "DFSREAS"]
+TS_COLUMNS = ["STUDYID", "DOMAIN", "TSSEQ", "TSPARMCD", "TSPARM", "TSVAL"]
 SUPPEC_QNAMS = {
     "ECRETAIN": "Dose Retained in Nostril",
     "ECLOSS": "How Dose Was Lost",
@@ -118,96 +124,239 @@ SUPPEC_QNAMS = {
     "ECDOSNUM": "Dose Number",
     "ECKITNO": "Kit Number (Masked)",
     "ECREASTX": "Reason Not Given, Text",
+    "RESPOND": "Respondent as Stated",
 }
+SUPPQS_QNAMS = {"RESPOND": "Respondent as Stated", "ASSISTED": "Answered With Help"}
+#: the respondent as the person stated it (contract vocabulary → SUPPQS/SUPPEC RESPOND)
+RESPOND = {"participant": "SELF", "caregiver": "CAREGIVER", "participant_assisted": "SELF WITH HELP"}
+#: XPORT v5 holds at most 200 bytes in a character variable; longer QVAL text continues in QNAM1, QNAM2 …
+QVAL_BYTES = 200
 
 
 def _usubjid(study: str, site: str, subject: str) -> str:
     return f"{study}-{site}-{subject}"
 
 
-def _qs_rows(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
-    study, tls, sites = dataset["study"]["protocol_id"], timelines(dataset), site_of(dataset)
-    rows: list[dict[str, Any]] = []
-    for rtype in ("alsfrs_r", "nasal_symptoms"):
-        fields = [f for f in fields_for(rtype) if f.name in QS_CODES[rtype]]
-        for rec in sorted_records(dataset, rtype):
-            payload = current_version(rec)["payload"]
-            values = payload_values(rtype, payload)
-            who = payload.get("item_respondent") or {}
-            dtc = payload["date"] if rtype == "nasal_symptoms" else _dtc(rec["event_time"])
-            for f in fields:
-                value = values.get(f.name)
-                if rtype == "alsfrs_r" and f.name in ("item_5a", "item_5b") and value is None:
-                    continue  # only the scored one of 5a/5b
-                item_key = f.name[5:] if f.name.startswith("item_") else None
-                row = {"STUDYID": study, "DOMAIN": "QS",
-                       "USUBJID": _usubjid(study, sites[rec["participant"]], rec["participant"]),
-                       "QSGRPID": rec["id"], "QSSPID": f.name, "QSTESTCD": QS_CODES[rtype][f.name],
-                       "QSTEST": _qstest(rtype, f.name), "QSCAT": QSCAT[rtype],
-                       "QSEVAL": EVAL[who.get(item_key) or rec["respondent"]],
-                       "QSDRVFL": "Y" if f.derived else "", "QSDTC": dtc,
-                       "QSDY": study_day(rec, tls[rec["participant"]])}
-                if value is None:
-                    row.update(QSSTAT="NOT DONE", QSREASND="NO DOSE THAT DAY")
-                elif isinstance(value, bool):
-                    row.update(QSORRES="Y" if value else "N", QSSTRESC="Y" if value else "N")
-                else:
-                    row.update(QSORRES=_anchor_text(rtype, f.name, value) if f.codes else str(value),
-                               QSSTRESC=str(value), QSSTRESN=value if isinstance(value, int) else "")
-                rows.append(row)
-    return rows
+class Subject:
+    """What the SDTM rows of one participant need: ids, timeline, visits, epochs (built per participant)."""
 
+    def __init__(self, dataset: Mapping[str, Any], participant: Mapping[str, Any],
+                 records: list[Mapping[str, Any]], timeline: Timeline | None = None) -> None:
+        self.protocol = protocol_for(dataset["study"]["protocol_id"])
+        self.studyid, self.regid = study_ids(dataset["study"], self.protocol)
+        self.participant = participant
+        self.site = participant.get("site") or dataset["study"]["site"]["code"]
+        self.usubjid = _usubjid(self.studyid, self.site, participant["subject"])
+        self.timeline = timeline or participant_timeline(participant, records)
+        self.days = {r["id"]: study_day(r, self.timeline) for r in records}
+        self.visits = record_visits(self.protocol, self.timeline, records, self.days)
 
-def _number(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
-    """--SEQ: 1, 2, … per subject, in file order."""
-    seen: dict[str, int] = {}
-    for row in rows:
-        seen[row["USUBJID"]] = seen.get(row["USUBJID"], 0) + 1
-        row[column] = seen[row["USUBJID"]]
-    return rows
+    def dtc(self, value: str) -> str:
+        return local_dtc(value, self.timeline)
 
-
-def _ec_rows(dataset: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    study, tls, sites = dataset["study"]["protocol_id"], timelines(dataset), site_of(dataset)
-    reasons = load_instrument("dose_confirmation").content["missed_reasons"]
-    ec, supp = [], []
-    for rec in sorted_records(dataset, "dose_confirmation"):
+    def epoch_of(self, rec: Mapping[str, Any]) -> str:
         p = current_version(rec)["payload"]
-        usubjid = _usubjid(study, sites[rec["participant"]], rec["participant"])
-        when = _dtc(p["administered_at"]) if p["given"] else p["planned_date"]
-        day = study_day(rec, tls[rec["participant"]])
-        for side in ("left", "right"):
-            n = p["nostrils"][side]
-            row = {"STUDYID": study, "DOMAIN": "EC", "USUBJID": usubjid, "ECGRPID": rec["id"],
-                   "ECSPID": f"DOSE{p['dose_number']}-{side.upper()}", "ECTRT": "MASKED", "ECMOOD": "PERFORMED",
-                   "ECPRESP": "Y", "ECOCCUR": "Y" if n["given"] else "N", "ECROUTE": "NASAL", "ECLAT": side.upper(),
-                   "ECSTDTC": when, "ECENDTC": when, "ECSTDY": day, "ECENDY": day}
-            if n["given"]:
-                if n["volume"] == "full":
-                    row.update(ECDOSE=1, ECDOSU="mL")
-                else:
-                    row.update(ECDOSTXT="PARTIAL", ECDOSU="mL")
+        if rec["type"] == "dose_confirmation":
+            if p.get("given") and p.get("administered_at"):
+                return epoch(self.protocol, self.timeline, parse_time(p["administered_at"]))
+            return epoch(self.protocol, self.timeline, date.fromisoformat(p["planned_date"]))
+        if self.pre_dose(rec):
+            return "SCREENING"
+        return epoch(self.protocol, self.timeline, self.timeline.date_of(self.days[rec["id"]]))
+
+    def visit_cols(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        v = self.visits[rec["id"]]
+        return {"VISITNUM": v.num, "VISIT": v.name, "EPOCH": self.epoch_of(rec)}
+
+    def pre_dose(self, rec: Mapping[str, Any]) -> bool:
+        """Collected before dose 1 as given: the event and its entry both before it (a diary describing
+        day 1 but filled in that evening is not pre-dose, as the schedule's matching has it)."""
+        dose1 = self.timeline.dose1_administered_at
+        return (dose1 is not None and parse_time(rec["event_time"]) < dose1
+                and parse_time(rec["entered_at"]) < dose1)
+
+
+def _sort_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (parse_time(r["event_time"]), r["server_seq"], r["id"])
+
+
+def qs_record_rows(subj: Subject, rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The QS rows of one questionnaire record (no QSSEQ, no QSBLFL yet)."""
+    rtype = rec["type"]
+    fields = [f for f in fields_for(rtype) if f.name in QS_CODES[rtype]]
+    payload = current_version(rec)["payload"]
+    values = payload_values(rtype, payload)
+    who = payload.get("item_respondent") or {}
+    dtc = payload["date"] if rtype == "nasal_symptoms" else subj.dtc(rec["event_time"])
+    base = {"STUDYID": subj.studyid, "DOMAIN": "QS", "USUBJID": subj.usubjid, "QSGRPID": rec["id"],
+            "QSCAT": QSCAT[rtype], "QSDTC": dtc, "QSDY": subj.days[rec["id"]], **subj.visit_cols(rec)}
+    rows = []
+    for f in fields:
+        value = values.get(f.name)
+        if rtype == "alsfrs_r" and f.name in ("item_5a", "item_5b") and value is None:
+            continue  # only the scored one of 5a/5b
+        item_key = f.name[5:] if f.name.startswith("item_") else None
+        row = {**base, "QSSPID": f.name, "QSTESTCD": QS_CODES[rtype][f.name], "QSTEST": _qstest(rtype, f.name),
+               "QSEVAL": EVAL[who.get(item_key) or rec["respondent"]], "QSDRVFL": "Y" if f.derived else ""}
+        if value is None:
+            row.update(QSSTAT="NOT DONE", QSREASND="NO DOSE THAT DAY")
+        elif isinstance(value, bool):
+            row.update(QSORRES="Y" if value else "N", QSSTRESC="Y" if value else "N")
+        else:
+            row.update(QSORRES=_anchor_text(rtype, f.name, value) if f.codes else str(value),
+                       QSSTRESC=str(value), QSSTRESN=value if isinstance(value, int) else None)
+        rows.append(row)
+    return rows
+
+
+def _supp(subj: Subject, rdomain: str, idvar: str, idval: Any, qnam: str, label: str, qval: Any,
+          origin: str = "CRF") -> list[dict[str, Any]]:
+    """One supplemental qualifier; text over :data:`QVAL_BYTES` continues in QNAM1, QNAM2 …"""
+    text = "" if qval is None else str(qval)
+    chunks, cur = [], ""
+    for ch in text:
+        if len((cur + ch).encode("utf-8")) > QVAL_BYTES:
+            chunks.append(cur)
+            cur = ""
+        cur += ch
+    chunks.append(cur)
+    return [{"STUDYID": subj.studyid, "RDOMAIN": rdomain, "USUBJID": subj.usubjid, "IDVAR": idvar,
+             "IDVARVAL": str(idval), "QNAM": qnam if i == 0 else f"{qnam[:7]}{i}", "QLABEL": label, "QVAL": chunk,
+             "QORIG": origin} for i, chunk in enumerate(chunks)]
+
+
+def suppqs_record_rows(subj: Subject, rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = _supp(subj, "QS", "QSGRPID", rec["id"], "RESPOND", SUPPQS_QNAMS["RESPOND"], RESPOND[rec["respondent"]])
+    if rec["respondent"] == "participant_assisted":
+        rows += _supp(subj, "QS", "QSGRPID", rec["id"], "ASSISTED", SUPPQS_QNAMS["ASSISTED"], "Y")
+    return rows
+
+
+def ec_record_rows(subj: Subject, rec: Mapping[str, Any],
+                   reasons: Mapping[str, Mapping[str, str]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(EC row, its SUPPEC qualifiers) per nostril of one dose confirmation (no ECSEQ yet)."""
+    p = current_version(rec)["payload"]
+    when = subj.dtc(p["administered_at"]) if p["given"] else p["planned_date"]
+    day = subj.days[rec["id"]]
+    out = []
+    for side in ("left", "right"):
+        n = p["nostrils"][side]
+        row = {"STUDYID": subj.studyid, "DOMAIN": "EC", "USUBJID": subj.usubjid, "ECGRPID": rec["id"],
+               "ECSPID": f"DOSE{p['dose_number']}-{side.upper()}", "ECTRT": "MASKED", "ECMOOD": "PERFORMED",
+               "ECPRESP": "Y", "ECOCCUR": "Y" if n["given"] else "N", "ECROUTE": "NASAL", "ECLAT": side.upper(),
+               **subj.visit_cols(rec), "ECSTDTC": when, "ECENDTC": when, "ECSTDY": day, "ECENDY": day}
+        if n["given"]:
+            if n["volume"] == "full":
+                row.update(ECDOSE=1, ECDOSU="mL")
             else:
-                row["ECREASOC"] = reasons[p["missed_reason"]]["en"].upper() if p.get("missed_reason") else ""
+                row.update(ECDOSTXT="PARTIAL", ECDOSU="mL")
+        else:
+            row["ECREASOC"] = reasons[p["missed_reason"]]["en"].upper() if p.get("missed_reason") else ""
+        quals = {"ECDOSNUM": p["dose_number"], "ECADMBY": ADMINISTERED_BY_EVAL[p["administered_by"]],
+                 "ECKITNO": p["kit_number"], "RESPOND": RESPOND[rec["respondent"]]}
+        if n["given"]:
+            quals["ECRETAIN"] = "Y" if n["retained"] else "N"
+            if n["retained"] is False and p.get("loss"):
+                quals["ECLOSS"] = ";".join(x.upper() for x in p["loss"])
+        elif p.get("missed_reason_text"):
+            quals["ECREASTX"] = p["missed_reason_text"]
+        out.append((row, quals))
+    return out
+
+
+def _flag_baseline(subj: Subject, recs: list[Mapping[str, Any]], rows_by_rec: dict[str, list[dict[str, Any]]]) -> None:
+    """QSBLFL = Y on the last pre-dose non-missing value of each test (dose 1 as given; none before it)."""
+    last: dict[str, dict[str, Any]] = {}
+    for rec in recs:  # in event-time order
+        if not subj.pre_dose(rec):
+            continue
+        for row in rows_by_rec[rec["id"]]:
+            if row.get("QSSTAT") != "NOT DONE":
+                last[row["QSTESTCD"]] = row
+    for row in last.values():
+        row["QSBLFL"] = "Y"
+
+
+def subject_dfs(subj: Subject, qs_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The subject-level ΔFS row: (48 − baseline total) / months from onset to the baseline assessment."""
+    p = subj.participant
+    dose1 = subj.timeline.dose1_administered_at
+    row: dict[str, Any] = {"STUDYID": subj.studyid, "USUBJID": subj.usubjid, "SUBJID": p["subject"],
+                           "SITEID": subj.site, "REGID": subj.regid, "ONSETDTC": p.get("onset") or "",
+                           "RFSTDTC": subj.dtc(dose1.isoformat()) if dose1 else "", "DFSU": "POINTS/MONTH"}
+    base = [r for r in qs_rows if r["QSTESTCD"] == "ALSF01TS" and r.get("QSBLFL") == "Y"]
+    if dose1 is None:
+        row["DFSREAS"] = "DOSE 1 NOT CONFIRMED: NO PRE-DOSE BASELINE YET"
+    elif not base:
+        row["DFSREAS"] = "NO PRE-DOSE ALSFRS-R TOTAL"
+    else:
+        b = base[0]
+        row.update(BLDTC=b["QSDTC"], BLTOTAL=b["QSSTRESN"])
+        try:
+            row["DFS"] = round(delta_fs(int(b["QSSTRESN"]), p["onset"], date.fromisoformat(b["QSDTC"][:10])), 4)
+        except (ValueError, TypeError, KeyError, ZeroDivisionError) as exc:
+            row["DFSREAS"] = f"NOT COMPUTABLE: {str(exc).upper()[:150]}"
+    return row
+
+
+@dataclass
+class SubjectRows:
+    qs: list[dict[str, Any]]
+    suppqs: list[dict[str, Any]]
+    ec: list[dict[str, Any]]
+    suppec: list[dict[str, Any]]
+    dfs: dict[str, Any]
+
+
+def subject_rows(dataset: Mapping[str, Any], participant: Mapping[str, Any],
+                 records: list[Mapping[str, Any]]) -> SubjectRows:
+    """Every SDTM row of one participant (``records``: that participant's records, normalised)."""
+    subj = Subject(dataset, participant, records)
+    recs = sorted(records, key=_sort_key)
+    qs_by: dict[str, list[dict[str, Any]]] = {}
+    suppqs: list[dict[str, Any]] = []
+    for rtype in ("alsfrs_r", "nasal_symptoms"):
+        for rec in (r for r in recs if r["type"] == rtype):
+            qs_by[rec["id"]] = qs_record_rows(subj, rec)
+            suppqs += suppqs_record_rows(subj, rec)
+    _flag_baseline(subj, [r for r in recs if r["id"] in qs_by], qs_by)
+    qs = [row for rtype in ("alsfrs_r", "nasal_symptoms") for rec in recs if rec["type"] == rtype
+          for row in qs_by[rec["id"]]]
+    for i, row in enumerate(qs, start=1):
+        row["QSSEQ"] = i
+    reasons = load_instrument("dose_confirmation").content["missed_reasons"]
+    ec, suppec = [], []
+    for rec in (r for r in recs if r["type"] == "dose_confirmation"):
+        for row, quals in ec_record_rows(subj, rec, reasons):
+            row["ECSEQ"] = len(ec) + 1
             ec.append(row)
-            quals = {"ECDOSNUM": p["dose_number"], "ECADMBY": ADMINISTERED_BY_EVAL[p["administered_by"]],
-                     "ECKITNO": p["kit_number"]}
-            if n["given"]:
-                quals["ECRETAIN"] = "Y" if n["retained"] else "N"
-                if n["retained"] is False and p.get("loss"):
-                    quals["ECLOSS"] = ";".join(x.upper() for x in p["loss"])
-            elif p.get("missed_reason_text"):
-                quals["ECREASTX"] = p["missed_reason_text"]
-            supp.append({"_row": row, "_quals": quals})
-    _number(ec, "ECSEQ")
-    supp_rows = []
-    for item in supp:
-        row = item["_row"]
-        for qnam, qval in item["_quals"].items():
-            supp_rows.append({"STUDYID": study, "RDOMAIN": "EC", "USUBJID": row["USUBJID"], "IDVAR": "ECSEQ",
-                              "IDVARVAL": row["ECSEQ"], "QNAM": qnam, "QLABEL": SUPPEC_QNAMS[qnam], "QVAL": qval,
-                              "QORIG": "CRF"})
-    return ec, supp_rows
+            for qnam, qval in quals.items():
+                suppec += _supp(subj, "EC", "ECSEQ", row["ECSEQ"], qnam, SUPPEC_QNAMS[qnam], qval)
+    return SubjectRows(qs, suppqs, ec, suppec, subject_dfs(subj, qs))
+
+
+def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
+    """Write one record's SDTM rows (for :mod:`server.exports.screen`): raises what the export would."""
+    subj = Subject(ctx["dataset"], ctx["participant"], [rec], ctx["timeline"])
+    if rec["type"] == "dose_confirmation":
+        rows = [r for r, _q in ec_record_rows(subj, rec, load_instrument("dose_confirmation").content["missed_reasons"])]
+    else:
+        rows = qs_record_rows(subj, rec) + suppqs_record_rows(subj, rec)
+    for row in rows:
+        for v in row.values():
+            if isinstance(v, str):
+                v.encode("utf-8")
+
+
+def trial_summary(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """TS: the sponsor protocol id is STUDYID; the registry number (NCT) is kept as REGID."""
+    protocol = protocol_for(dataset["study"]["protocol_id"])
+    studyid, regid = study_ids(dataset["study"], protocol)
+    title = protocol.data.get("title", {}).get("en", "")
+    params = [("REGID", "Registry Identifier", regid), ("SPONSOR", "Clinical Study Sponsor Protocol Id", studyid),
+              ("TITLE", "Trial Title", title), ("PROTVER", "Protocol Version", dataset["study"]["protocol_version"])]
+    return [{"STUDYID": studyid, "DOMAIN": "TS", "TSSEQ": i, "TSPARMCD": code, "TSPARM": label, "TSVAL": value}
+            for i, (code, label, value) in enumerate(params, start=1)]
 
 
 def _code_rows() -> list[list[Any]]:
@@ -236,39 +385,91 @@ def _code_rows() -> list[list[Any]]:
     ]
     rows += [["SUPPEC", "", qnam, label, "", label, "", "CRF", "", "Sponsor-defined supplemental qualifier"]
              for qnam, label in SUPPEC_QNAMS.items()]
+    rows += [["SUPPQS", "", qnam, label, "respondent", label, "", "CRF", " | ".join(RESPOND.values()) if qnam == "RESPOND"
+              else "Y", "Sponsor-defined supplemental qualifier"] for qnam, label in SUPPQS_QNAMS.items()]
     return rows
 
 
 README = """SDTM-style files from ALS ePRO
 =============================
 
-qs.csv      questionnaires: ALSFRS-R self-report and nasal symptom diary (current values)
-ec.csv      exposure as collected: one row per nostril per dose confirmation
-suppec.csv  supplemental EC qualifiers: retention, loss, who gave it, dose and kit number
-sdtm_codes.csv  every code used, and which are SPONSOR-DEFINED
+Each dataset as SAS XPORT v5 (.xpt, what regulators take) and as CSV, values identical and verbatim
+(no spreadsheet apostrophe: these are analysis files), described by define.xml (Define-XML 2.0):
 
+qs.xpt / qs.csv          questionnaires: ALSFRS-R self-report (items, domain subscores, total) and the
+                         nasal symptom diary (current values); QSBLFL=Y on the last pre-dose value
+suppqs.xpt / suppqs.csv  who answered as the person stated it (RESPOND: SELF, CAREGIVER, SELF WITH HELP)
+ec.xpt / ec.csv          exposure as collected: one row per nostril per dose confirmation
+suppec.xpt / suppec.csv  supplemental EC qualifiers: retention, loss, who gave it, dose and kit number
+dfs.xpt / dfs.csv        one row per subject: baseline ALSFRS-R total and delta FS, or why not computed
+ts.xpt / ts.csv          trial summary: STUDYID is the sponsor protocol id, REGID the NCT number
+define.xml               every dataset and variable, the sponsor-defined QSTESTCD codes, derivations
+sdtm_codes.csv           every code used, and which are SPONSOR-DEFINED
+
+STUDYID is the sponsor's protocol id; the registry number (NCT) is TS REGID and DFS REGID.
 QSCAT and QSTESTCD are sponsor-defined: CDISC controlled terminology (SDTM CT 2025-03-25) has no
 ALSFRS-R terms and none for this diary. Remap them if CDISC publishes terminology.
 Conventions: only the scored one of ALSFRS-R items 5a/5b is written; derived totals carry QSDRVFL=Y;
 a missed dose (or nostril) is ECOCCUR=N with ECREASOC, never ECDOSE=0; ECTRT is MASKED.
-Times (QSDTC, ECSTDTC) are the participant's local time without offset; QSDY/ECSTDY have no day 0.
+VISIT/VISITNUM come from the protocol schedule (BASELINE = 0, DAY n = n, UNSCHEDULED = the visit before
++ 0.01); EPOCH is SCREENING before dose 1 as given, TREATMENT to the protocol's last treatment day,
+FOLLOW-UP after. Date-times (QSDTC, ECSTDTC, RFSTDTC) are in the participant's time zone with its UTC
+offset (a diary's QSDTC is its date; a missed dose's ECSTDTC its planned date); QSDY/ECSTDY count from
+dose 1 as given in the same zone and have no day 0.
 """
+
+CSV_NAMES = {"QS": "qs", "SUPPQS": "suppqs", "EC": "ec", "SUPPEC": "suppec", "DFS": "dfs", "TS": "ts"}
+METHODS = {
+    "QS.QSBLFL": "Y on the last non-missing value of each QSTESTCD whose event and entry are before dose 1 as given",
+    "QS.VISITNUM": "Visit of the schedule item the entry fills (shared/schedule.py match); else UNSCHEDULED",
+    "QS.EPOCH": "SCREENING when collected before dose 1 as given (or before study day 1); TREATMENT to the protocol's "
+                "treatment_last_day; FOLLOW-UP after",
+    "QS.QSDY": "Local date in the participant's zone minus the date of dose 1 as given, plus 1 on or after it",
+    "DFS.DFS": "(48 - baseline ALSFRS-R total) / months from symptom onset to the baseline date (month = 365.25/12 days)",
+}
+
+
+def _csv_rows(name: str, rows: list[Mapping[str, Any]]):
+    numeric = {v.name for v in DATASETS[name]["vars"] if v.numeric}
+    for r in rows:
+        yield [(f"{r[c]:g}" if c in numeric and isinstance(r.get(c), float) else r.get(c)) for c in columns(name)]
 
 
 def sdtm_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write qs.csv, ec.csv, suppec.csv, sdtm_codes.csv and README_SDTM.txt into ``out_dir``."""
+    """Write the SDTM datasets (.xpt and .csv), define.xml, sdtm_codes.csv and README_SDTM.txt."""
     dataset = require_valid(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    qs = _number(_qs_rows(dataset), "QSSEQ")
-    ec, supp = _ec_rows(dataset)
-    written = [
-        write_csv(out / "qs.csv", QS_COLUMNS, ([r.get(c, "") for c in QS_COLUMNS] for r in qs)),
-        write_csv(out / "ec.csv", EC_COLUMNS, ([r.get(c, "") for c in EC_COLUMNS] for r in ec)),
-        write_csv(out / "suppec.csv", SUPP_COLUMNS, ([r.get(c, "") for c in SUPP_COLUMNS] for r in supp)),
-        write_csv(out / "sdtm_codes.csv", ["DOMAIN", "QSCAT", "TESTCD_OR_VARIABLE", "TEST_OR_LABEL", "SOURCE_FIELD",
-                                           "LABEL_EN", "LABEL_ZH_CN", "ORIGIN", "CODES", "STATUS"], _code_rows()),
-    ]
+    by_subject: dict[str, list[Mapping[str, Any]]] = {}
+    for r in dataset["records"]:
+        by_subject.setdefault(r["participant"], []).append(r)
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in CSV_NAMES}
+    for p in sorted(dataset["participants"], key=lambda p: p["subject"]):
+        got = subject_rows(dataset, p, by_subject.get(p["subject"], []))
+        rows["QS"] += got.qs
+        rows["SUPPQS"] += got.suppqs
+        rows["EC"] += got.ec
+        rows["SUPPEC"] += got.suppec
+        rows["DFS"].append(got.dfs)
+    rows["TS"] = trial_summary(dataset)
+    written: list[Path] = []
+    widths: dict[str, dict[str, int]] = {}
+    for name, base in CSV_NAMES.items():
+        written.append(write_analysis_csv(out / f"{base}.csv", columns(name), _csv_rows(name, rows[name])))
+        xpt = out / f"{base}.xpt"
+        widths[name] = write_xpt(xpt, name, frame(name, rows[name]), parse_time(dataset["generated_at"]))
+        written.append(xpt)
+    protocol = protocol_for(dataset["study"]["protocol_id"])
+    studyid, regid = study_ids(dataset["study"], protocol)
+    codes = [(code, _qstest(rtype, field)) for rtype, m in QS_CODES.items() for field, code in m.items()]
+    written.append(define_xml(out / "define.xml", studyid=studyid, regid=regid,
+                              title=protocol.data.get("title", {}).get("en", ""),
+                              created=utc_iso(dataset["generated_at"]),
+                              files={n: f"{b}.xpt" for n, b in CSV_NAMES.items()}, widths=widths,
+                              testcodes=codes, methods=METHODS))
+    written.append(write_analysis_csv(out / "sdtm_codes.csv", ["DOMAIN", "QSCAT", "TESTCD_OR_VARIABLE", "TEST_OR_LABEL",
+                                                              "SOURCE_FIELD", "LABEL_EN", "LABEL_ZH_CN", "ORIGIN", "CODES",
+                                                              "STATUS"], _code_rows()))
     readme = out / "README_SDTM.txt"
     readme.write_text(README, encoding="utf-8")
     return written + [readme]

@@ -80,12 +80,13 @@ def odm_reference_problems(tree: etree._ElementTree) -> list[str]:
     problems: list[str] = []
     defined = {kind: {e.get("OID") for e in root.iter(_q(kind))}
                for kind in ("ItemDef", "ItemGroupDef", "FormDef", "StudyEventDef", "CodeList", "User",
-                            "Location", "MethodDef")}
+                            "Location", "MethodDef", "SignatureDef")}
     refs = [("ItemData", "ItemOID", "ItemDef"), ("ItemRef", "ItemOID", "ItemDef"),
             ("ItemGroupData", "ItemGroupOID", "ItemGroupDef"), ("ItemGroupRef", "ItemGroupOID", "ItemGroupDef"),
             ("FormData", "FormOID", "FormDef"), ("FormRef", "FormOID", "FormDef"),
             ("StudyEventData", "StudyEventOID", "StudyEventDef"), ("StudyEventRef", "StudyEventOID", "StudyEventDef"),
             ("CodeListRef", "CodeListOID", "CodeList"), ("UserRef", "UserOID", "User"),
+            ("SignatureRef", "SignatureOID", "SignatureDef"),
             ("LocationRef", "LocationOID", "Location"), ("SiteRef", "LocationOID", "Location"),
             ("ItemRef", "MethodOID", "MethodDef")]
     for tag, attr, kind in refs:

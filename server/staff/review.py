@@ -497,6 +497,9 @@ def export_create():
     manifest = run_site_export(web.get_db(), site["code"], folder, formats=chosen, generated_by=staff["email"],
                                actor=_actor(), protocol=protocol())
     web.notify("review.exports.done", files=manifest["counts"]["files"], records=manifest["counts"]["records_total"])
+    held = manifest.get("held_back") or {}
+    if held.get("count"):
+        web.notify("exports.held_back", "warn", count=held["count"], first=(held.get("items") or [""])[0])
     return redirect(url_for("staff.exports") + f"#exp-{folder.name}", 303)
 
 

@@ -9,8 +9,6 @@ Only rows stamped with the site's id are visible to the site's staff.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -20,6 +18,7 @@ from sqlite_utils import Database
 
 from server.clock import iso, parse_iso
 from server.db import query, query_one
+from shared.csv_safe import spreadsheet_csv
 from shared.errors import EproError, FieldError
 
 MAX_LIMIT = 1000
@@ -120,12 +119,9 @@ CSV_COLUMNS = ("seq", "at", "at_local", "actor", "actor_name", "action", "entity
 
 
 def audit_csv(rows: list[dict[str, Any]]) -> str:
-    """The rows as CSV text (UTF-8 BOM is the caller's; spreadsheets open it directly)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in rows:
-        writer.writerow([r["seq"], r["at"], r["at_local"], r["actor"], r["actor_name"], r["action"],
-                         r["entity"] or "", r["entity_id"] or "",
-                         json.dumps(r["detail"], ensure_ascii=False, sort_keys=True), r["app_version"], r["hash"]])
-    return buf.getvalue()
+    """The rows as CSV text (UTF-8 BOM is the caller's; spreadsheets open it directly). Every cell is
+    quoted and defused against formula injection (:func:`shared.csv_safe.spreadsheet_csv`)."""
+    return spreadsheet_csv(CSV_COLUMNS, (
+        [r["seq"], r["at"], r["at_local"], r["actor"], r["actor_name"], r["action"], r["entity"] or "",
+         r["entity_id"] or "", json.dumps(r["detail"], ensure_ascii=False, sort_keys=True), r["app_version"],
+         r["hash"]] for r in rows))

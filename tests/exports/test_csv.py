@@ -112,7 +112,7 @@ def test_the_data_dictionary_describes_every_column_of_every_file(exported):
             assert (path.name, col) in described, (path.name, col)
     assert len(described) == len(dictionary), "each column is described once"
     for d in dictionary:
-        assert d["label_en"] and d["label_zh-CN"] and d["type"] in ("integer", "text", "boolean", "date", "datetime")
+        assert d["label_en"] and d["label_zh-CN"] and d["type"] in ("integer", "decimal", "text", "boolean", "date", "datetime")
     speech = next(d for d in dictionary if d["file"] == "alsfrs_r.csv" and d["name"] == "item_1")
     assert speech["codes"].startswith("4=") and "言语" in speech["label_zh-CN"]
     total = next(d for d in dictionary if d["name"] == "total")

@@ -25,7 +25,8 @@ def root_validator():
 def test_files(exported):
     _, out, _ = exported
     assert sorted(p.name for p in (out / "fhir").iterdir()) == [
-        "Questionnaire-alsfrs-r-draft-1.json", "Questionnaire-nasal-symptoms-draft-1.json",
+        "Questionnaire-alsfrs-r-en-draft-1.json", "Questionnaire-alsfrs-r-zh-CN-draft-1.json",
+        "Questionnaire-nasal-symptoms-en-draft-1.json", "Questionnaire-nasal-symptoms-zh-CN-draft-1.json",
         "QuestionnaireResponse-bundle.json"]
 
 
@@ -46,7 +47,8 @@ def test_every_resource_is_valid_through_the_root_schema(exported, root_validato
 def test_the_validator_catches_a_broken_resource(exported, root_validator, breakage):
     _, out, _ = exported
     bundle = load(out, "QuestionnaireResponse-bundle.json")
-    qr = copy.deepcopy(bundle["entry"][0]["resource"])
+    first = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "QuestionnaireResponse")
+    qr = copy.deepcopy(bundle["entry"][first]["resource"])
     if breakage == "status":
         qr["status"] = "done"
     elif breakage == "answer type":
@@ -60,14 +62,14 @@ def test_the_validator_catches_a_broken_resource(exported, root_validator, break
     assert validate_fhir(qr)
     assert list(root_validator.iter_errors(qr))
     broken = copy.deepcopy(bundle)
-    broken["entry"][0]["resource"] = qr
+    broken["entry"][first]["resource"] = qr
     assert validate_fhir(broken), "a broken entry makes the Bundle invalid"
 
 
 def test_questionnaires(exported):
     _, out, _ = exported
-    q = load(out, "Questionnaire-alsfrs-r-draft-1.json")
-    assert q["status"] == "draft" and q["version"] == "cedarbaum-1999/draft-1"
+    q = load(out, "Questionnaire-alsfrs-r-en-draft-1.json")
+    assert q["status"] == "draft" and q["version"] == "cedarbaum-1999/en/draft-1" and q["language"] == "en"
     links = [i["linkId"] for i in q["item"]]
     assert links[:7] == ["gastrostomy", "1", "2", "3", "4", "5a", "5b"] and links[-1] == "total"
     by = {i["linkId"]: i for i in q["item"]}
@@ -78,7 +80,13 @@ def test_questionnaires(exported):
     assert opt["valueCoding"]["_display"]["extension"][0]["extension"][0]["valueCode"] == "zh-CN"
     assert "code" not in by["1"], "no invented LOINC code"
     assert by["total"]["readOnly"] is True and "calculatedExpression" in by["total"]["extension"][0]["url"]
-    n = load(out, "Questionnaire-nasal-symptoms-draft-1.json")
+    zh = load(out, "Questionnaire-alsfrs-r-zh-CN-draft-1.json")
+    assert zh["language"] == "zh-CN" and zh["version"] == "cedarbaum-1999/zh-CN/draft-1" and zh["url"] == q["url"]
+    zby = {i["linkId"]: i for i in zh["item"]}
+    assert zby["1"]["text"] == "言语: 您说话的情况怎么样？" or zby["1"]["text"].endswith("您说话的情况怎么样？")
+    back = zby["1"]["_text"]["extension"][0]["extension"]
+    assert back[0]["valueCode"] == "en" and back[1]["valueString"] == by["1"]["text"], "the English rides along"
+    n = load(out, "Questionnaire-nasal-symptoms-en-draft-1.json")
     nl = {i["linkId"]: i for i in n["item"]}
     assert len([i for i in n["item"] if i["type"] == "choice"]) == 14
     assert nl["cough_choking_dosing"]["required"] is False and nl["epistaxis"]["required"] is True
@@ -89,7 +97,9 @@ def test_bundle_holds_one_response_per_questionnaire_record(exported):
     bundle = load(out, "QuestionnaireResponse-bundle.json")
     assert bundle["type"] == "collection" and bundle["meta"]["tag"][0]["display"] == "DEMO — synthetic data"
     wanted = {r["id"]: r for r in ds["records"] if r["type"] in ("alsfrs_r", "nasal_symptoms")}
-    got = {e["resource"]["id"]: e for e in bundle["entry"]}
+    got = {e["resource"]["id"]: e for e in bundle["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"}
+    carers = {e["fullUrl"]: e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "RelatedPerson"}
+    assert carers, "a caregiver answered in the dataset"
     assert set(got) == set(wanted)
     for rid, entry in got.items():
         qr, rec = entry["resource"], wanted[rid]
@@ -99,8 +109,18 @@ def test_bundle_holds_one_response_per_questionnaire_record(exported):
         assert qr["meta"]["versionId"] == str(cur["version"])
         assert qr["subject"]["identifier"]["value"] == rec["participant"]
         assert qr["source"]["type"] == ("RelatedPerson" if rec["respondent"] == "caregiver" else "Patient")
-        assert qr["questionnaire"].endswith("|" + ("cedarbaum-1999/draft-1" if rec["type"] == "alsfrs_r"
-                                                   else "epro-tnss-adapted/draft-1"))
+        ext = {e["url"].rsplit("/", 1)[-1]: e for e in qr["extension"]}
+        assert ext["respondent"]["valueCode"] == rec["respondent"]
+        assert ("answered-with-help" in ext) == (rec["respondent"] == "participant_assisted")
+        if rec["respondent"] == "caregiver":
+            carer = carers[qr["author"]["reference"]]
+            assert qr["author"]["type"] == "RelatedPerson" and qr["source"] == qr["author"]
+            assert carer["patient"]["identifier"]["value"] == rec["participant"], "linked to the Patient"
+        elif rec["originator"]["kind"] == "device":
+            assert qr["author"]["type"] == "Patient"
+        lang = rec["instrument_version"].split("/")[2]
+        assert qr["questionnaire"].endswith("|" + ("cedarbaum-1999" if rec["type"] == "alsfrs_r"
+                                                   else "epro-tnss-adapted") + f"/{lang}/draft-1")
         answers = {i["linkId"]: i["answer"][0] for i in qr["item"]}
         if rec["type"] == "alsfrs_r":
             for key, value in cur["payload"]["items"].items():

@@ -99,7 +99,8 @@ def test_no_demo_marker_for_real_data_and_a_chosen_subset(tmp_path):
     manifest = export_all(ds, tmp_path / "e", formats=("odm",))
     assert "marker" not in manifest and manifest["demo"] is False
     assert sorted(f["path"] for f in manifest["files"]) == [
-        "README.txt", "odm/NCT06598202_BJ01_odm.xml", "odm/NCT06598202_BJ01_odm_snapshot.xml"]
+        "README.txt", "odm/NCT06598202_BJ01_odm.xml", "odm/NCT06598202_BJ01_odm_snapshot.xml", "problems.json"]
+    assert manifest["held_back"] == {"count": 0, "file": "problems.json", "items": []}
     text = "".join((tmp_path / "e" / f["path"]).read_text(encoding="utf-8") for f in manifest["files"])
     assert "DEMO" not in text and "synthetic" not in text
 

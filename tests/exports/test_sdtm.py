@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from server.exports.dataset import current_version
 from tests.exports.conftest import header, read_csv
 
@@ -20,7 +22,7 @@ def test_qs_columns_and_rows(exported):
     assert len(rows) == 18 * len(alsfrs) + 17 * len(nasal)
     for r in rows:
         assert r["DOMAIN"] == "QS" and TESTCD.match(r["QSTESTCD"]) and len(r["QSTEST"]) <= 40
-        assert r["USUBJID"].startswith("NCT06598202-BJ01-P-")
+        assert r["USUBJID"].startswith("XMEC-2024-267-002-BJ01-P-") and r["STUDYID"] == "XMEC-2024-267-002"
     for subject in ("P-001", "P-002", "P-003"):
         seqs = [int(r["QSSEQ"]) for r in rows if r["USUBJID"].endswith(subject)]
         assert seqs == list(range(1, len(seqs) + 1))
@@ -88,3 +90,155 @@ def test_suppec_points_at_existing_ec_rows(exported):
     assert all(len(s["QNAM"]) <= 8 for s in supp)
     assert {s["QVAL"] for s in supp if s["QNAM"] == "ECLOSS"} == {"COUGHED_CHOKED"}
     assert {s["QVAL"] for s in supp if s["QNAM"] == "ECADMBY"} == {"CAREGIVER"}
+
+
+# --- issue 10 §5: analysis-ready SDTM ------------------------------------------------------------------
+
+def _qs(out):
+    return read_csv(out / "sdtm" / "qs.csv")
+
+
+def test_studyid_is_the_sponsor_protocol_id_and_the_nct_number_is_kept(exported):
+    from shared.protocol import load_protocol
+
+    _, out, _ = exported
+    sponsor = load_protocol().data["study"]["sponsor_protocol_id"]
+    assert sponsor == "XMEC-2024-267-002"
+    for name in ("qs", "ec", "suppqs", "suppec", "dfs", "ts"):
+        assert {r["STUDYID"] for r in read_csv(out / "sdtm" / f"{name}.csv")} == {sponsor}, name
+    ts = {r["TSPARMCD"]: r["TSVAL"] for r in read_csv(out / "sdtm" / "ts.csv")}
+    assert ts["REGID"] == "NCT06598202" and ts["SPONSOR"] == sponsor
+    assert {r["REGID"] for r in read_csv(out / "sdtm" / "dfs.csv")} == {"NCT06598202"}
+
+
+def test_visits_come_from_the_protocol_schedule(exported):
+    from server.exports.visits import protocol_for, protocol_visits
+
+    ds, out, _ = exported
+    planned = {v.name: v.num for v in protocol_visits(protocol_for("NCT06598202"))}
+    assert planned["BASELINE"] == 0 and planned["DAY 1"] == 1 and planned["DAY 365"] == 365
+    for r in _qs(out) + read_csv(out / "sdtm" / "ec.csv"):
+        if r["VISIT"].startswith("UNSCHEDULED"):
+            assert float(r["VISITNUM"]) % 1 == pytest.approx(0.01)
+        else:
+            assert planned[r["VISIT"]] == float(r["VISITNUM"]), r["VISIT"]
+    qs = _qs(out)
+    by_group = {r["QSGRPID"]: r for r in qs}
+    alsfrs_base = [r for r in qs if r["QSTESTCD"] == "ALSF01TS" and r["VISIT"] == "BASELINE"]
+    assert {r["USUBJID"][-5:] for r in alsfrs_base} == {"P-001", "P-002"}, "P-003 has no baseline report"
+    weekly = {(r["USUBJID"][-5:], r["VISIT"]) for r in qs if r["QSTESTCD"] == "ALSF01TS"}
+    assert ("P-001", "DAY 8") in weekly and ("P-001", "DAY 15") in weekly and ("P-001", "DAY 22") in weekly
+    # the second diary of study day 6 fills no planned item: unscheduled after DAY 6
+    second = [r for r in ds["records"] if r["type"] == "nasal_symptoms" and r["participant"] == "P-001"
+              and r["versions"][-1]["payload"]["date"] == "2026-03-07"]
+    assert sorted(by_group[r["id"]]["VISIT"] for r in second) == ["DAY 6", "UNSCHEDULED 6.01"]
+    ec = read_csv(out / "sdtm" / "ec.csv")
+    assert [r["VISIT"] for r in ec if r["USUBJID"].endswith("P-001") and r["ECLAT"] == "LEFT"] == \
+        ["DAY 1", "DAY 4", "DAY 8", "DAY 11"]
+
+
+def test_epochs_and_study_days(exported):
+    qs = _qs(exported[1])
+    for r in qs:
+        day = int(r["QSDY"])
+        assert day != 0
+        if r["VISIT"] == "BASELINE":
+            assert r["EPOCH"] == "SCREENING"
+        elif 1 < day <= 14:
+            assert r["EPOCH"] == "TREATMENT"
+        elif day > 14:
+            assert r["EPOCH"] == "FOLLOW-UP"
+    ec = read_csv(exported[1] / "sdtm" / "ec.csv")
+    assert {r["EPOCH"] for r in ec if r["ECOCCUR"] == "Y"} == {"TREATMENT"}
+
+
+def test_date_times_are_participant_local_with_offset(exported):
+    ds, out, _ = exported
+    qs = _qs(out)
+    recs = {r["id"]: r for r in ds["records"]}
+    for r in qs:
+        if r["QSCAT"] == "ALSFRS-R":
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", r["QSDTC"]), r["QSDTC"]
+            from datetime import datetime
+            assert datetime.fromisoformat(r["QSDTC"]) == datetime.fromisoformat(recs[r["QSGRPID"]]["event_time"])
+    ec = read_csv(out / "sdtm" / "ec.csv")
+    given = [r for r in ec if r["ECOCCUR"] == "Y"]
+    assert given and all(r["ECSTDTC"].endswith("+08:00") for r in given)
+
+
+def test_a_device_in_another_zone_still_gives_participant_local_times(dataset, tmp_path):
+    """A record sent with a UTC offset (device clock in UTC) is shown in the participant's zone."""
+    from datetime import datetime, timezone
+
+    from server.exports import sdtm_export
+
+    rec = next(r for r in dataset["records"] if r["type"] == "alsfrs_r" and r["participant"] == "P-001")
+    local = datetime.fromisoformat(rec["event_time"])
+    rec["event_time"] = local.astimezone(timezone.utc).isoformat()
+    sdtm_export(dataset, tmp_path)
+    row = next(r for r in read_csv(tmp_path / "qs.csv") if r["QSGRPID"] == rec["id"])
+    assert row["QSDTC"] == local.isoformat(timespec="seconds") and row["QSDTC"].endswith("+08:00")
+
+
+def test_baseline_flag_on_the_last_pre_dose_value(exported):
+    ds, out, _ = exported
+    qs = _qs(out)
+    flagged = [r for r in qs if r["QSBLFL"] == "Y"]
+    assert flagged and all(r["EPOCH"] == "SCREENING" for r in flagged)
+    for subject in ("P-001", "P-002", "P-003"):
+        mine = [r for r in flagged if r["USUBJID"].endswith(subject)]
+        codes = [r["QSTESTCD"] for r in mine]
+        assert len(codes) == len(set(codes)), "one baseline per test and subject"
+        nasal = {r["QSTESTCD"] for r in mine if r["QSCAT"] == "NASAL SYMPTOM DIARY"}
+        assert "NSD0102" in nasal and "NSD0112" not in nasal, "pre-dose diary; no cough grade (NOT DONE) flagged"
+        alsfrs = {r["QSTESTCD"] for r in mine if r["QSCAT"] == "ALSFRS-R"}
+        assert ("ALSF01TS" in alsfrs) == (subject != "P-003")
+
+
+def test_respondent_is_kept_including_with_help(dataset, tmp_path):
+    from server.exports import sdtm_export
+
+    helped = next(r for r in dataset["records"] if r["type"] == "alsfrs_r" and r["participant"] == "P-001")
+    helped["respondent"] = "participant_assisted"
+    sdtm_export(dataset, tmp_path)
+    supp = read_csv(tmp_path / "suppqs.csv")
+    mine = {r["QNAM"]: r["QVAL"] for r in supp if r["IDVARVAL"] == helped["id"]}
+    assert mine == {"RESPOND": "SELF WITH HELP", "ASSISTED": "Y"}
+    assert all(r["IDVAR"] == "QSGRPID" for r in supp)
+    carer = {r["QVAL"] for r in supp if r["QNAM"] == "RESPOND" and r["USUBJID"].endswith("P-002")}
+    assert carer == {"CAREGIVER"}
+    qs = [r for r in read_csv(tmp_path / "qs.csv") if r["QSGRPID"] == helped["id"]]
+    assert {r["QSEVAL"] for r in qs} == {"STUDY SUBJECT"}
+    suppec = read_csv(tmp_path / "suppec.csv")
+    assert {r["QVAL"] for r in suppec if r["QNAM"] == "RESPOND" and r["USUBJID"].endswith("P-002")} == {"CAREGIVER"}
+
+
+def test_delta_fs_per_subject_or_why_not(exported):
+    from datetime import date
+
+    from shared.scoring import delta_fs
+
+    _, out, _ = exported
+    dfs = {r["SUBJID"]: r for r in read_csv(out / "sdtm" / "dfs.csv")}
+    assert set(dfs) == {"P-001", "P-002", "P-003"}
+    p1 = dfs["P-001"]
+    assert p1["BLTOTAL"] == "46" and p1["DFSREAS"] == "" and p1["RFSTDTC"] == "2026-03-02T09:30:00+08:00"
+    assert float(p1["DFS"]) == pytest.approx(delta_fs(46, "2025-06", date(2026, 2, 27)), abs=1e-4)
+    assert dfs["P-003"]["DFS"] == "" and dfs["P-003"]["DFSREAS"] == "NO PRE-DOSE ALSFRS-R TOTAL"
+
+
+def test_analysis_files_are_verbatim_no_spreadsheet_apostrophe(dataset, tmp_path):
+    from server.exports import sdtm_export
+
+    missed = next(r for r in dataset["records"] if r["type"] == "dose_confirmation"
+                  and not r["versions"][-1]["payload"]["given"])
+    for v in missed["versions"]:
+        v["payload"]["missed_reason_text"] = "=HYPERLINK(\"http://x\")"
+        v["payload"]["kit_number"] = "-K-17"
+    sdtm_export(dataset, tmp_path)
+    supp = read_csv(tmp_path / "suppec.csv")
+    assert "=HYPERLINK(\"http://x\")" in {r["QVAL"] for r in supp if r["QNAM"] == "ECREASTX"}
+    assert "-K-17" in {r["QVAL"] for r in supp if r["QNAM"] == "ECKITNO"}
+    for path in tmp_path.glob("*.csv"):
+        for row in read_csv(path):
+            assert not any(v.startswith("'") for v in row.values()), path.name

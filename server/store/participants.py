@@ -20,6 +20,7 @@ from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
 from server.store.sites import get_site
 from shared.errors import EproError, FieldError
+from shared.ids import check_subject
 from shared.schedule import Timeline
 from shared.scoring import parse_onset
 
@@ -120,9 +121,7 @@ def _announce_timeline(db: Database, participant_id: int, now: datetime | None) 
 
 def enroll(db: Database, subject: str, site_code: str, onset: str, first_dose: str, *,
            tz: str = DEFAULT_TZ, actor: Actor, now: datetime | None = None) -> dict[str, Any]:
-    subject = subject.strip()
-    if not subject or len(subject) > 64:
-        raise _bad("subject", "length", "A subject id has 1 to 64 characters.")
+    subject = check_subject(subject)
     try:
         _onset_date, precision = parse_onset(onset)
     except ValueError:

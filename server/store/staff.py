@@ -19,6 +19,7 @@ from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
 from server.store.sites import get_site
 from shared.errors import EproError, FieldError
+from shared.ids import check_email
 
 MIN_PASSWORD_LENGTH = 12
 NAME_MAX = 200  # the same bound as a typed printed name at sign-off
@@ -38,7 +39,7 @@ def add_staff(db: Database, email: str, site_code: str, role: str, password: str
               actor: Actor, now: datetime | None = None, name: str | None = None) -> dict[str, Any]:
     """Add an account. ``name`` is the display name a sign-off prints (21 CFR 11.50); optional,
     blank means none (the investigator then types the printed name when signing)."""
-    email = email.strip()
+    email = check_email(email)
     name = (name or "").strip() or None
     if name is not None and len(name) > NAME_MAX:
         raise EproError("validation.invalid", 400, errors=[
@@ -46,9 +47,6 @@ def add_staff(db: Database, email: str, site_code: str, role: str, password: str
     if role not in ROLES:
         raise EproError("validation.invalid", 400, errors=[
             FieldError("role", "one_of", f"Role must be one of: {', '.join(ROLES)}.")])
-    if "@" not in email:
-        raise EproError("validation.invalid", 400, errors=[
-            FieldError("email", "format.email", "Not an email address.")])
     if len(password) < MIN_PASSWORD_LENGTH:
         raise EproError("staff.password_too_short", 400, errors=[
             FieldError("password", "length", f"At least {MIN_PASSWORD_LENGTH} characters.")])

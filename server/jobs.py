@@ -21,5 +21,10 @@ def start_jobs(config: Mapping[str, Any]):
         scheduler.add_job("server.tasks.backup:scheduled_backup", "interval", hours=1, args=[dict(config)],
                           id="als-epro-backup", max_instances=1, coalesce=True,
                           next_run_time=datetime.now(timezone.utc))
+    if config.get("AUDIT_ANCHOR_DIR"):  # signed audit-chain checkpoints to a second location
+        scheduler.add_job("server.store.anchor:scheduled_checkpoint", "interval",
+                          minutes=float(config.get("AUDIT_CHECKPOINT_MINUTES") or 60), args=[dict(config)],
+                          id="als-epro-audit-checkpoint", max_instances=1, coalesce=True,
+                          next_run_time=datetime.now(timezone.utc))
     scheduler.start()
     return scheduler

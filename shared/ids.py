@@ -46,22 +46,23 @@ def _invalid(field: str, rule: str, message: str) -> EproError:
     return EproError("validation.invalid", 400, errors=[FieldError(field, rule, message)])
 
 
+def _checked(value: Any, pattern: re.Pattern, field: str, rule: str, message: str) -> str:
+    value = value.strip() if isinstance(value, str) else value
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _invalid(field, rule, message)
+    return value
+
+
 def check_site_code(code: Any, field: str = "code") -> str:
-    code = code.strip() if isinstance(code, str) else code
-    if not isinstance(code, str) or not SITE_CODE_RE.fullmatch(code):
-        raise _invalid(field, "format.site_code",
-                       f"A site code has 1 to {SITE_CODE_MAX} letters, digits, '-' or '_', "
-                       "starting with a letter or digit.")
-    return code
+    return _checked(code, SITE_CODE_RE, field, "format.site_code",
+                    f"A site code has 1 to {SITE_CODE_MAX} letters, digits, '-' or '_', "
+                    "starting with a letter or digit.")
 
 
 def check_subject(subject: Any, field: str = "subject") -> str:
-    subject = subject.strip() if isinstance(subject, str) else subject
-    if not isinstance(subject, str) or not SUBJECT_RE.fullmatch(subject):
-        raise _invalid(field, "format.subject",
-                       f"A subject id has 1 to {SUBJECT_MAX} letters, digits, '-' or '_', "
-                       "starting with a letter or digit.")
-    return subject
+    return _checked(subject, SUBJECT_RE, field, "format.subject",
+                    f"A subject id has 1 to {SUBJECT_MAX} letters, digits, '-' or '_', "
+                    "starting with a letter or digit.")
 
 
 def check_email(email: Any, field: str = "email") -> str:

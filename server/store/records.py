@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from server.clock import iso, utc_now
 from server.db import query, query_one, write_tx
+from server.store import device_seq
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
 from server.store.devices import originator, touch
@@ -316,11 +317,13 @@ class _Batch:
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
         staff_id = self.device.get("staff_id") if self.channel == "staff" else None
         who = f"staff:{staff_id}" if staff_id is not None else originator(self.device, self.device["subject"])
+        seq_reused = device_seq.reused(self.db, self.device["id"], self.candidates)
         for index, record in self.candidates:
             key = record.parsed["id"]  # the stored form (shared.ids.record_key); the envelope stays as sent
             drift_flag = self.drifted(record, threshold)
             labels = list(dict.fromkeys([*record.labels, *timing[key],
-                                         *(["clock_drift"] if drift_flag else [])]))
+                                         *(["clock_drift"] if drift_flag else []),
+                                         *([device_seq.LABEL] if key in seq_reused else [])]))
             cur = self.db.execute(
                 "INSERT INTO records (id, type, participant_id, device_id, originator, channel,"
                 " respondent, schema_version, instrument_version, event_time, entered_at, device_seq,"
@@ -351,6 +354,11 @@ class _Batch:
                                 "event_time": record["event_time"], "entered_at": record["entered_at"],
                                 "client_time": iso(self.client_time) if self.client_time else None,
                                 "drift_s": self.drift_s, "labels": labels}, now=self.now)
+            if key in seq_reused:
+                write_audit(self.db, self.actor, "sync.device_seq_reused", entity="record", entity_id=key,
+                            site_id=self.device["site_id"],
+                            detail={"device_id": self.device["id"], "device_seq": record["device_seq"],
+                                    "first_record_id": seq_reused[key]}, now=self.now)
             results[index] = {"id": record["id"], "status": "accepted",
                               "receipt": {"server_seq": next_seq, "received_at": self.received_at,
                                           "sha256": record.sha256},

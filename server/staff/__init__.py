@@ -84,7 +84,7 @@ bp.register_error_handler(EproError, web.error_page)
 bp.register_error_handler(HTTPException, web.http_error_page)
 
 #: page modules of this package, imported (and so registered on ``bp``) by init_app
-PAGE_MODULES = ("auth_views", "participants", "site_work", "admin")
+PAGE_MODULES = ("auth_views", "participants", "site_work", "admin", "account")
 #: modules other areas add; imported when present
 OPTIONAL_MODULES = ("review",)
 

@@ -319,3 +319,33 @@ def test_a_database_made_outside_the_unit_is_private_from_the_start(tmp_path):
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
     con.close()
+
+
+def test_staff_sessions_end_when_idle_and_after_their_absolute_lifetime(srv):
+    """Both lifetimes come from the settings (STAFF_IDLE_MINUTES, STAFF_SESSION_MAX_MINUTES): a session
+    kept busy still ends at the absolute limit; a quiet one at the idle limit. Both are audited."""
+    from datetime import datetime, timezone
+
+    from server.db import open_db
+    from server.staff.sessions import open_session, resolve
+
+    db = open_db(srv.db_path)
+    try:
+        sid = _staff_id(srv, ADMIN)
+        start = datetime.now(timezone.utc)
+        token, _ = open_session(db, sid, now=start)
+        t = start
+        for _ in range(11):   # a request every 10 minutes for 110 minutes: never idle
+            t += timedelta(minutes=10)
+            assert resolve(db, token, idle_minutes=15, absolute_minutes=120, now=t).staff is not None
+        t += timedelta(minutes=11)
+        assert resolve(db, token, idle_minutes=15, absolute_minutes=120, now=t).ended == "expired"
+        quiet, _ = open_session(db, sid, now=start)
+        assert resolve(db, quiet, idle_minutes=15, absolute_minutes=120,
+                       now=start + timedelta(minutes=16)).ended == "idle"
+        reasons = [json.loads(d)["reason"] for (d,) in db.execute(
+            "SELECT detail FROM audit WHERE entity = 'staff' AND entity_id = ? AND action IN"
+            " ('staff.session_end', 'staff.session_timeout') ORDER BY seq DESC LIMIT 2", [str(sid)])]
+        assert sorted(reasons) == ["expired", "idle"]
+    finally:
+        db.close()

@@ -67,7 +67,7 @@ def run(repeat: int = REPEAT) -> dict[str, Any]:
         first_dose = (datetime.now(cst) - timedelta(days=366)).replace(hour=9, minute=0, second=0, microsecond=0)
         path = tmp / "server.sqlite"
         db = new_server_db(path, first_dose=first_dose.date().isoformat())
-        add_staff(db, EMAIL, "BJ01", "investigator", PASSWORD, actor=Actor.cli())
+        add_staff(db, EMAIL, "BJ01", "investigator", PASSWORD, actor=Actor.cli(), must_change=False)
         device = pair_in_process(db)
         entries = _year_of_entries("S-001", first_dose, protocol)
         for start in range(0, len(entries), 500):

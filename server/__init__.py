@@ -18,7 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None):
 
     from server import db as dbmod
     from server.api import register_blueprints
-    from server.config import DEFAULTS, ENV_PREFIX
+    from server.config import DEFAULTS, ENV_PREFIX, configure_security
     from server.errors import register_error_handlers
     from shared.protocol import load_protocol
 
@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None):
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.extensions["als_epro.protocol"] = load_protocol(app.config["PROTOCOL"])
+    configure_security(app.config)
 
     if app.config["CHECK_DB_ON_START"]:
         check_database(app.config["DB"], app.config["SQLITE_BUSY_TIMEOUT_MS"])
@@ -65,6 +66,9 @@ def check_database(path: str, busy_timeout_ms: int = 10000) -> None:
         if missing:
             raise RuntimeError(f"database {path} lacks audit guards {', '.join(missing)}; "
                                "refusing to start (AT-04)")
+        from server.store.audit import ensure_epoch
+
+        ensure_epoch(db)  # with an audit key configured, rows from now on are keyed (an epoch row)
     finally:
         db.close()
 

@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--site", required=True)
     sp.add_argument("--role", required=True, choices=("investigator", "coordinator", "monitor", "admin"))
     sp.add_argument("--name", default=None, help="display name, printed on sign-offs (optional)")
+    sp.add_argument("--password-set-by-holder", action="store_true",
+                    help="the account's holder typed this password; otherwise it must be changed at first sign-in")
+    sp = cmd(staff, "role", cmd_staff_role, "change an account's role (never across admin and clinical roles)")
+    sp.add_argument("email")
+    sp.add_argument("role", choices=("investigator", "coordinator", "monitor", "admin"))
+    sp.add_argument("--reason", required=True)
+    sp = cmd(staff, "reset-password", cmd_staff_reset,
+             "set a temporary password (on stdin) that must be changed at the next sign-in")
+    sp.add_argument("email")
+    sp.add_argument("--reason", required=True)
 
     part = sub.add_parser("participant", help="enrol and manage participants").add_subparsers(
         dest="participant_cmd", required=True)
@@ -106,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-jobs", action="store_true", help="do not run the scheduled jobs")
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_cmd", required=True)
-    cmd(audit, "verify", cmd_audit_verify, "check the audit hash chain; exit 1 naming the first bad row")
+    sp = cmd(audit, "verify", cmd_audit_verify,
+             "check the audit chain, its checkpoints, triggers, records, versions and accounts; "
+             "exit 1 naming the first bad row")
+    sp.add_argument("--anchor", action="append", default=[],
+                    help="another folder of signed checkpoints (besides AUDIT_ANCHOR_DIR and BACKUP_DIR)")
+    sp = cmd(audit, "checkpoint", cmd_audit_checkpoint,
+             "write a signed checkpoint of the chain head to AUDIT_ANCHOR_DIR (and --to DIR)")
+    sp.add_argument("--to", action="append", default=[])
 
     for module_name in plugin_modules():
         try:
@@ -170,6 +187,9 @@ def cmd_init(args) -> tuple[dict, str]:
     try:
         applied = migrate(db)
         latest = [m.name for m in migrations.applied(db)][-1]
+        from server.store.audit import ensure_epoch
+
+        ensure_epoch(db)  # with an audit key configured, the keyed epoch starts here
     finally:
         db.close()
     return ({"db": str(args.db), "applied": applied, "schema": latest},
@@ -189,7 +209,8 @@ def cmd_staff_add(args) -> tuple[dict, str]:
 
     password = _read_password()
     with _ready_db(args) as db:
-        row = add_staff(db, args.email, args.site, args.role, password, actor=_actor(), name=args.name)
+        row = add_staff(db, args.email, args.site, args.role, password, actor=_actor(), name=args.name,
+                        must_change=not args.password_set_by_holder)
     out = {"staff_id": row["id"], "email": row["email"], "site": args.site, "role": row["role"]}
     if row["name"]:
         out["name"] = row["name"]  # only with --name: the contract's output stays as it was without
@@ -306,14 +327,59 @@ def cmd_import(args) -> tuple[dict, str]:
 
 
 def cmd_audit_verify(args) -> tuple[dict, str]:
-    from server.store.audit import verify_chain
+    from server.store.integrity import verify_database
+
+    cfg = load_config()
+    folders = [*([cfg["AUDIT_ANCHOR_DIR"]] if cfg.get("AUDIT_ANCHOR_DIR") else []),
+               *([Path(cfg["BACKUP_DIR"]) / "audit-checkpoints"] if cfg.get("BACKUP_DIR") else []),
+               *args.anchor]
+    with _ready_db(args) as db:
+        report = verify_database(db, folders)
+    if not report["ok"]:
+        first = report["problems"][0]
+        where = f"row {report['first_bad_seq']}" if report["first_bad_seq"] else f"{first['check']} {first.get('id', '')}"
+        text = (f"audit chain broken at row {report['first_bad_seq']}: {first['problem']}" if first["check"] == "chain"
+                else f"audit verify failed at {where.strip()}: {first['problem']}")
+        extra = len(report["problems"]) - 1
+        raise _VerifyFailed(report, text + (f" (and {extra} more problem(s))" if extra else ""))
+    return report, (f"audit chain ok ({report['rows']} rows); {report['checkpoints']} checkpoint(s), triggers, "
+                    "records, versions and accounts agree with it")
+
+
+def cmd_audit_checkpoint(args) -> tuple[dict, str]:
+    from server.store.anchor import write_checkpoint
+
+    cfg = load_config()
+    folders = [*([cfg["AUDIT_ANCHOR_DIR"]] if cfg.get("AUDIT_ANCHOR_DIR") else []), *args.to]
+    if not folders:
+        raise EproError("validation.invalid", 400, detail="set ALS_EPRO_AUDIT_ANCHOR_DIR or give --to DIR")
+    with _ready_db(args) as db:
+        out = write_checkpoint(db, folders, reason="command line")
+    return out, f"checkpoint of row {out['seq']} written to {', '.join(out['files'])}"
+
+
+def cmd_staff_role(args) -> tuple[dict, str]:
+    from server.store.staff import set_staff_role, staff_by_email
 
     with _ready_db(args) as db:
-        report = verify_chain(db)
-    if not report.ok:
-        raise _VerifyFailed(report.as_dict(),
-                            f"audit chain broken at row {report.first_bad_seq}: {report.problem}")
-    return report.as_dict(), f"audit chain ok ({report.rows} rows)"
+        row = staff_by_email(db, args.email)
+        if row is None:
+            raise EproError("not_found", 404, detail=args.email)
+        out = set_staff_role(db, row["id"], args.role, actor=_actor(), reason=args.reason)
+    return {"staff_id": out["id"], "email": out["email"], "role": out["role"]}, f"{out['email']} is now {out['role']}"
+
+
+def cmd_staff_reset(args) -> tuple[dict, str]:
+    from server.store.staff import reset_password, staff_by_email
+
+    password = _read_password()
+    with _ready_db(args) as db:
+        row = staff_by_email(db, args.email)
+        if row is None:
+            raise EproError("not_found", 404, detail=args.email)
+        out = reset_password(db, row["id"], password, actor=_actor(), reason=args.reason)
+    return ({"staff_id": out["id"], "email": out["email"], "must_change_password": True},
+            f"temporary password set for {out['email']}; it must be changed at the next sign-in")
 
 
 class _VerifyFailed(Exception):
@@ -364,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
+    try:
+        from server.config import configure_security
+
+        configure_security(load_config())
+    except ValueError as err:
+        print(f"error: configuration: {err}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         outcome = args.fn(args)
     except _VerifyFailed as failed:

@@ -60,7 +60,35 @@ DEFAULTS: dict[str, Any] = {
     "ALERTS_LEASE_SECONDS": 120,  # a send claimed longer ago than this was interrupted (crash): resent
     "ALERTS_FULL_SWEEP_MINUTES": 15,  # re-evaluate every participant (corrections, missed doses)
     "ALERTS_DIGEST_TIME": "08:00",  # local time (protocol time zone) of the daily digest of other flags
+    # HMAC key of the audit chain (server.store.audit), kept here, never in the database; None: un-keyed
+    "AUDIT_KEY": None,
+    "AUDIT_KEY_PREVIOUS": None,  # comma-separated keys of earlier epochs, so they still verify
+    # second location for signed audit-chain checkpoints (server.store.anchor); None: none written
+    "AUDIT_ANCHOR_DIR": None,
+    "AUDIT_CHECKPOINT_MINUTES": 60,
+    # the bounded security log (server.store.security_log): rows kept, minutes per audited summary
+    "SECURITY_LOG_MAX_ROWS": 100000,
+    "SECURITY_SUMMARY_MINUTES": 15,
 }
+
+
+def raw_secret(name: str, config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
+    """A secret setting as text: from the environment verbatim (JSON parsing would turn a key of
+    digits into a number), else the configured value."""
+    value = config.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    environ = os.environ if environ is None else environ
+    return environ.get(f"{ENV_PREFIX}_{name}", str(value))
+
+
+def configure_security(config: Mapping[str, Any]) -> None:
+    """Hand the audit key and the security-log bounds to the store (process-wide), from the server's
+    configuration; :func:`server.create_app` and the command line call this at start."""
+    from server.store import audit, security_log
+
+    audit.configure_keys(raw_secret("AUDIT_KEY", config), raw_secret("AUDIT_KEY_PREVIOUS", config))
+    security_log.configure(config.get("SECURITY_LOG_MAX_ROWS"), config.get("SECURITY_SUMMARY_MINUTES"))
 
 
 def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

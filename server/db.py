@@ -24,7 +24,11 @@ DEFAULT_BUSY_TIMEOUT_MS = 10000
 
 
 def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Database:
-    """Open (creating if needed) the database file with the server's connection settings."""
+    """Open (creating if needed) the database file with the server's connection settings.
+
+    A new file is created readable by its owner only (0600) whatever the umask, before SQLite
+    opens it; SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file."""
+    _create_private(path)
     conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
     db = Database(conn, execute_plugins=False)
     db.write_lock = _write_lock(path)
@@ -34,6 +38,17 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
     db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     db.execute("PRAGMA synchronous=FULL")
     return db
+
+
+def _create_private(path: str | Path) -> None:
+    text = str(path)
+    if text == ":memory:" or text.startswith("file:"):
+        return
+    try:
+        fd = os.open(text, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 _write_locks: dict[str, threading.RLock] = {}

@@ -27,6 +27,11 @@ def start_jobs(config: Mapping[str, Any]):
     scheduler.add_job("server.alerts:run_dispatch", "interval", seconds=float(config["ALERTS_INTERVAL_SECONDS"]),
                       args=[dict(config)], id=ALERTS_JOB, max_instances=1, coalesce=True,
                       next_run_time=datetime.now(timezone.utc))
+    if config.get("AUDIT_ANCHOR_DIR"):  # signed audit-chain checkpoints to a second location
+        scheduler.add_job("server.store.anchor:scheduled_checkpoint", "interval",
+                          minutes=float(config.get("AUDIT_CHECKPOINT_MINUTES") or 60), args=[dict(config)],
+                          id="als-epro-audit-checkpoint", max_instances=1, coalesce=True,
+                          next_run_time=datetime.now(timezone.utc))
     scheduler.start()
     _wake_alerts_with(scheduler)
     return scheduler

@@ -380,6 +380,44 @@ def m007_staff_names(db: Database) -> None:
 
 
 @migrations()
+def m008_security_accounts(db: Database) -> None:
+    """Password lifecycle on staff accounts, the bounded security log and its counters (issue 16).
+
+    ``must_change_password``: set by an admin-made account or an admin reset; the holder must choose a
+    new password at the next sign-in, so an investigator's signing password is known to them alone.
+    ``security_events`` is a bounded log (oldest rows pruned past ``SECURITY_LOG_MAX_ROWS``) of
+    unauthenticated failures — bad pairing codes, failed logins, revoked tokens — that used to be one
+    permanent audit row each; ``security_counters`` adds them up per kind and interval, and each closed
+    interval becomes one ``security.summary`` audit row. Neither table is evidence (the summaries are).
+    """
+    _run(db, """
+    ALTER TABLE staff ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE staff ADD COLUMN password_changed_at TEXT;
+    CREATE TABLE security_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        client_addr TEXT,
+        site_id INTEGER,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX security_events_kind ON security_events(kind, at);
+    CREATE TABLE security_counters (
+        kind TEXT NOT NULL,
+        period_start TEXT NOT NULL,
+        period_end TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        addresses TEXT NOT NULL DEFAULT '{}',
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        audit_seq INTEGER,
+        PRIMARY KEY (kind, period_start)
+    );
+    CREATE INDEX security_counters_open ON security_counters(audit_seq, period_end);
+    """)
+
+
+@migrations()
 def m009_day1_confirmations(db: Database) -> None:
     """Study day 1 confirmed by staff (issue 10 §2): one append-only row per confirmation, the latest
     wins; a dose-1 time typed on a device never moves day 1 without one of these."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,20 @@ class WindowRule:
     before: int = 0
     after: int = 0
     late_days: int = 0
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Dates as written from ``earliest`` to ``latest`` inclusive, UTC offsets within the bounds."""
+
+    earliest: date
+    latest: date
+    min_offset_minutes: int
+    max_offset_minutes: int
+
+    @property
+    def span_seconds(self) -> int:
+        return int((self.latest - self.earliest).total_seconds()) + 86400
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,12 @@ class Protocol:
         return dict(self.data.get("site", {}))
 
     @property
+    def record_time_range(self) -> "TimeRange":
+        """The valid range of every date and date-time in a record (``[record_times]``)."""
+        r = self.data.get("record_times")
+        return _time_range(tuple(sorted(r.items()))) if r else default_time_range()
+
+    @property
     def assumptions(self) -> list[str]:
         return list(self.data.get("assumptions", {}).get("list", []))
 
@@ -147,6 +169,20 @@ class Protocol:
                      "emergency": self.site.get("emergency", "120")},
             "flags": self.flags,
         }
+
+
+@lru_cache(maxsize=8)
+def _time_range(items: tuple) -> TimeRange:
+    r = dict(items)
+    return TimeRange(date.fromisoformat(r["earliest"]), date.fromisoformat(r["latest"]),
+                     int(r["min_utc_offset_minutes"]), int(r["max_utc_offset_minutes"]))
+
+
+@lru_cache(maxsize=1)
+def default_time_range() -> TimeRange:
+    """The record time range of the default protocol file: what validation uses without a protocol
+    (a device validates with the file it ships, the server with the same file)."""
+    return load_protocol(DEFAULT_PROTOCOL).record_time_range
 
 
 def load_protocol(name_or_path: str | Path = DEFAULT_PROTOCOL) -> Protocol:

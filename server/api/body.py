@@ -32,6 +32,23 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members; a name that occurs twice is an error (RFC 8259 §4 leaves the meaning
+    open, and two readers picking different copies is how a checked value and a stored one differ)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def json_object() -> dict[str, Any]:
     """The body as a JSON object, or 400 ``request.malformed_json`` / ``validation.invalid``.
 
@@ -41,9 +58,12 @@ def json_object() -> dict[str, Any]:
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     try:
         text = raw.decode("utf-8")
-        body = json.loads(text, parse_constant=_no_constants)
+        body = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
         if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(body):
             raise ValueError("unpaired surrogate")
+    except _DuplicateKey as dup:
+        raise EproError("request.duplicate_key", 400, errors=[
+            FieldError(dup.key[:200], "duplicate_key", "This name appears twice in one JSON object.")]) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise EproError("request.malformed_json", 400) from None
     if not isinstance(body, dict):

@@ -43,6 +43,7 @@ from sqlite_utils import Database
 import shared
 from server.clock import iso, utc_now
 from server.db import open_db, write_tx
+from server.store.anchor import backup_checkpoint
 from server.store.audit import Actor, verify_chain, write_audit
 from shared.canonical import record_sha256
 from shared.errors import EproError, FieldError
@@ -522,6 +523,7 @@ def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
                                 "chain_ok": manifest["audit"]["chain_ok"],
                                 "encrypted": bool(recipients), "recipients": len(recipients),
                                 **({} if recipients else {"unencrypted_flag": True})}, now=now)
+        backup_checkpoint(source, dest, now=now)   # the chain head, signed, beside it and in AUDIT_ANCHOR_DIR
     except BaseException:
         _remove_db_files(partial)
         _remove_db_files(snapshot)

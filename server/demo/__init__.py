@@ -122,7 +122,8 @@ def build_demo(db_path: str | Path, *, now: datetime | None = None, password: st
         add_site(db, *DEMO_SITE, actor=actor, now=setup_at)
         staff = []
         for email, role, name in DEMO_STAFF:
-            add_staff(db, email, DEMO_SITE[0], role, password, actor=actor, now=setup_at, name=name)
+            # synthetic demo accounts with published passwords: no forced change
+            add_staff(db, email, DEMO_SITE[0], role, password, actor=actor, now=setup_at, name=name, must_change=False)
             staff.append({"email": email, "role": role, "name": name})
         result = DemoResult(str(path), DEMO_SITE[0], staff, password, replaced=replaced)
         for person in history:

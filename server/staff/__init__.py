@@ -90,7 +90,7 @@ bp.register_error_handler(EproError, web.error_page)
 bp.register_error_handler(HTTPException, web.http_error_page)
 
 #: page modules of this package, imported (and so registered on ``bp``) by init_app
-PAGE_MODULES = ("auth_views", "participants", "participant_page", "site_work", "admin")
+PAGE_MODULES = ("auth_views", "participants", "participant_page", "site_work", "admin", "account")
 #: modules other areas add; imported when present
 OPTIONAL_MODULES = ("review", "safety_views", "correct_all", "queries_pages", "alerts_pages")
 

@@ -143,7 +143,7 @@ def admin_user_role(staff_id: str):
     try:
         set_staff_role(web.get_db(), staff_id, request.form.get("role", ""), actor=_actor(), reason=reason)
     except EproError as err:
-        if err.status != 400:
+        if err.status not in (400, 409):
             raise
         return admin_user(staff_id, form_errors(err))
     web.notify("staff.admin.role_changed")

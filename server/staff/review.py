@@ -28,6 +28,7 @@ from server.staff import bp, participant_or_403, protocol, register_flag_states,
 from server.store.audit import Actor, write_audit
 from server.store.participants import participant_by_id, participants_for_site
 from server.store.sites import site_by_id
+from shared.ids import path_part
 from shared.errors import EproError, FieldError
 from shared.messages import has, t
 
@@ -424,10 +425,19 @@ def audit_csv():
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     body = "\ufeff" + to_csv(rows)
     return Response(body.encode("utf-8"), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="audit-trail-{site["code"]}-{stamp}.csv"'})
+        "Content-Disposition": f'attachment; filename="audit-trail-{site_part(site)}-{stamp}.csv"'})
 
 
 # --- exports ---------------------------------------------------------------------------------------------------
+
+def site_part(site: dict[str, Any]) -> str:
+    """The site code as a path or file-name part; a code stored before codes were validated and not
+    safe as one is refused (409) instead of building a path outside ``exports/`` or a broken header."""
+    try:
+        return path_part(site["code"])
+    except ValueError:
+        raise EproError("site.code_invalid", 409) from None
+
 
 def export_root() -> Path:
     """Where page exports are written: ``EXPORT_DIR``, else ``exports/`` next to the database."""
@@ -450,7 +460,7 @@ def _export_dir(name: str) -> tuple[Path, dict[str, Any]]:
     if not EXPORT_NAME.match(name):
         raise EproError("not_found", 404)
     row = next((r for r in _site_exports(site) if r["entity_id"] == name), None)
-    folder = export_root() / site["code"] / name
+    folder = export_root() / site_part(site) / name
     if row is None or not folder.is_dir():
         raise EproError("not_found", 404)
     return folder, row
@@ -466,7 +476,7 @@ def exports():
     names = _names()
     items = []
     for row in _site_exports(site):
-        folder = export_root() / site["code"] / row["entity_id"]
+        folder = export_root() / site_part(site) / row["entity_id"]
         item = {"name": row["entity_id"], "at": row["at"], "by": names(f"{row['actor_kind']}:{row['actor_id']}"),
                 "detail": row["detail"], "present": folder.is_dir(), "files": [], "problems": []}
         if item["present"] and (folder / MANIFEST).is_file():
@@ -488,11 +498,11 @@ def export_create():
     chosen = tuple(f for f in ALL if f in request.form.getlist("formats")) or ALL
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     name = f"{site['code']}-{stamp}-{staff['id']}"
-    folder = export_root() / site["code"] / name
+    folder = export_root() / site_part(site) / name
     n = 1
     while folder.exists():
         n += 1
-        folder = export_root() / site["code"] / f"{name}-{n}"
+        folder = export_root() / site_part(site) / f"{name}-{n}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     manifest = run_site_export(web.get_db(), site["code"], folder, formats=chosen, generated_by=staff["email"],
                                actor=_actor(), protocol=protocol())

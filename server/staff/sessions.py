@@ -24,9 +24,10 @@ from sqlite_utils import Database
 from server.clock import iso, parse_iso, utc_now
 from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
-from server.store.staff import authenticate, get_staff, public
+from server.store.security_log import record_event
+from server.store.staff import authenticate, get_staff, public, staff_by_email, unknown_account
 
-END_REASONS = ("logout", "idle", "ended_by_user", "staff_disabled", "replaced")
+END_REASONS = ("logout", "idle", "ended_by_user", "staff_disabled", "replaced", "expired")
 
 
 def hash_token(token: str) -> str:
@@ -63,8 +64,14 @@ def _attempt(db: Database, email: str, addr: str, outcome: str, now: datetime) -
         db.execute("INSERT INTO staff_login_attempts (at, email, client_addr, outcome) VALUES (?, ?, ?, ?)",
                    [iso(now), email, addr, outcome])
         if outcome == "rate_limited":
-            write_audit(db, Actor.anonymous(addr), "staff.login_rate_limited", entity="staff",
-                        detail={"email": email[:200], "client_addr": addr}, now=now)
+            record_event(db, "staff.login_rate_limited", client_addr=addr, detail={"account": email}, now=now)
+
+
+def account_key(db: Database, email: str) -> str:
+    """What login attempts are counted under: the account's email, or for an email no account has,
+    a hash of what was typed (it may be a password in the wrong field; it is never stored)."""
+    row = staff_by_email(db, email) if len(email) <= 320 else None
+    return row["email"].lower() if row else unknown_account(email)
 
 
 def login(db: Database, email: str, password: str, *, client_addr: str | None, user_agent: str = "",
@@ -72,7 +79,7 @@ def login(db: Database, email: str, password: str, *, client_addr: str | None, u
           now: datetime | None = None) -> LoginResult:
     """Check the limits, then the credentials; on success open a session and return its cookie."""
     now = now or utc_now()
-    email_key = email.strip().lower()[:320]
+    email_key = account_key(db, email)
     addr = client_addr or "unknown"
     since = iso(now - timedelta(seconds=limits.window_seconds))
     if (_failures(db, "email", email_key, since) >= limits.per_account
@@ -114,9 +121,10 @@ class Resolved:
     ended: str | None = None          # END_REASONS value when the cookie named a session that ended
 
 
-def resolve(db: Database, token: str | None, *, idle_minutes: float,
+def resolve(db: Database, token: str | None, *, idle_minutes: float, absolute_minutes: float | None = None,
             now: datetime | None = None, touch_after_seconds: float = 15) -> Resolved:
-    """The live session for a cookie, touched; an idle one is ended (and audited) here."""
+    """The live session for a cookie, touched; an idle one, or one older than ``absolute_minutes``
+    however busy (``STAFF_SESSION_MAX_MINUTES``), is ended (and audited) here."""
     if not token:
         return Resolved(None, None)
     now = now or utc_now()
@@ -129,6 +137,9 @@ def resolve(db: Database, token: str | None, *, idle_minutes: float,
     if idle > idle_minutes * 60:
         end_session(db, row["id"], "idle", actor=Actor.system("staff-sessions"), now=now)
         return Resolved(None, None, "idle")
+    if absolute_minutes is not None and (now - parse_iso(row["created_at"])).total_seconds() > absolute_minutes * 60:
+        end_session(db, row["id"], "expired", actor=Actor.system("staff-sessions"), now=now)
+        return Resolved(None, None, "expired")
     staff = get_staff(db, row["staff_id"])
     if staff is None or not staff["active"]:
         end_session(db, row["id"], "staff_disabled", actor=Actor.system("staff-sessions"), now=now)

@@ -35,6 +35,7 @@ LANG_COOKIE = "als_epro_lang"
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "STAFF_IDLE_MINUTES": 15,
+    "STAFF_SESSION_MAX_MINUTES": 720,   # absolute lifetime: a session ends 12 h after sign-in however busy
     "STAFF_IDLE_WARNING_MINUTES": 2,
     "STAFF_COOKIE_SECURE": "auto",      # "auto": Secure unless the page is served on a loopback host
     "STAFF_LOGIN_WINDOW_SECONDS": 900,
@@ -50,7 +51,8 @@ def _state() -> dict[str, Any]:
     if "staff_web" not in g:
         g.staff_web = {"set_cookie": None, "clear_cookie": False, "pre": None, "lang": None}
         token = request.cookies.get(SESSION_COOKIE)
-        resolved = resolve(get_db(), token, idle_minutes=float(current_app.config["STAFF_IDLE_MINUTES"]))
+        resolved = resolve(get_db(), token, idle_minutes=float(current_app.config["STAFF_IDLE_MINUTES"]),
+                           absolute_minutes=float(current_app.config["STAFF_SESSION_MAX_MINUTES"]))
         if token and resolved.session is None:
             g.staff_web["clear_cookie"] = True
         g.staff_web["resolved"] = resolved
@@ -129,8 +131,24 @@ def csrf_token() -> str:
     return csrf_for(token if token else _pre_secret())
 
 
+def same_origin() -> bool:
+    """Does the request come from a page of this server? ``Origin`` (or, without it, ``Referer``)
+    must name this scheme and host (as the trusted proxy forwards them); a request with neither is
+    left to the token alone (OWASP CSRF cheat sheet, "verifying origin with standard headers")."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        referer = urlsplit(request.headers.get("Referer", ""))
+        if not referer.scheme:
+            return True
+        origin = f"{referer.scheme}://{referer.netloc}"
+    return origin.strip().lower() == f"{request.scheme}://{request.host}".lower()
+
+
 def check_csrf() -> None:
-    """Refuse the request (400 ``csrf.invalid``) unless the form carries this session's token."""
+    """Refuse the request (400 ``csrf.invalid``) unless it comes from this server's own pages
+    (:func:`same_origin`) and the form carries this session's token."""
+    if not same_origin():
+        raise EproError("csrf.invalid", 400, detail="cross-origin request")
     sent = request.form.get("csrf_token", "")
     token = _state()["token"]
     secret = token if token else request.cookies.get(PRE_COOKIE)
@@ -269,7 +287,7 @@ def _login_redirect() -> Response:
         ref = urlsplit(request.headers.get("Referer", ""))
         back = ref.path + (f"?{ref.query}" if ref.query else "") if ref.netloc == request.host else ""
     query = {"next": safe_next(back)}
-    if resolved().ended == "idle":
+    if resolved().ended in ("idle", "expired"):
         query["reason"] = "idle"
     return redirect(url_for("staff.login_form") + "?" + urlencode(query), code=303)
 

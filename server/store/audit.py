@@ -6,6 +6,15 @@ DELETE; :func:`verify_chain` finds a row altered outside the application, a row 
 middle, or a broken link. Writers hold the write lock (``write_tx``), so the chain head read here
 cannot be stale.
 
+**Keyed chain.** With an audit key configured (``ALS_EPRO_AUDIT_KEY``, kept in the env file, never
+in the database) rows are chained with ``HMAC-SHA256(key, prev_hash + canonical(row))`` instead, so
+someone who can write the database file but has not the key cannot rewrite a row and recompute the
+chain. The switch is an *epoch* recorded in the chain itself: the first row written with a key is an
+``audit.chain_keyed`` row (entity ``audit_chain``, entity_id the key's id — an HMAC of a constant,
+never the key) and it and every later row are keyed; rows before it keep their plain sha256 links and
+are pinned by the epoch row's ``prev_hash``. A new key (rotation) starts a new epoch; keys of earlier
+epochs go in ``ALS_EPRO_AUDIT_KEY_PREVIOUS`` (comma-separated) so they still verify.
+
 No password, token or pairing code may appear in a row: :func:`write_audit` refuses details with
 such keys.
 """
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,9 +89,67 @@ def _check_no_secrets(detail: Any, path: str = "detail") -> None:
             _check_no_secrets(value, path)
 
 
-def row_hash(row: dict[str, Any]) -> str:
+def row_hash(row: dict[str, Any], key: bytes | None = None) -> str:
+    """The link of ``row``: sha256 (un-keyed rows), or HMAC-SHA256 with ``key`` (keyed epochs)."""
     body = {k: v for k, v in row.items() if k not in ("hash", "prev_hash")}
-    return hashlib.sha256((row["prev_hash"] + _canonical(body)).encode("utf-8")).hexdigest()
+    data = (row["prev_hash"] + _canonical(body)).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+# --- the audit key (outside the database) ------------------------------------------------------------
+
+KEY_EPOCH_ACTION = "audit.chain_keyed"
+KEY_EPOCH_ENTITY = "audit_chain"
+MIN_KEY_LENGTH = 32
+_keys: dict[str, Any] = {"current": None, "previous": (), "configured": False}
+
+
+def key_id(key: bytes) -> str:
+    """A public name for a key (an HMAC of a constant): which key made an epoch, without the key."""
+    return hmac.new(key, b"als-epro audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _as_key(value: Any) -> bytes | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if len(text) < MIN_KEY_LENGTH:
+        raise ValueError(f"the audit key needs at least {MIN_KEY_LENGTH} characters "
+                         "(e.g. `openssl rand -hex 32`)")
+    return text.encode("utf-8")
+
+
+def configure_keys(current: Any = None, previous: Any = None) -> None:
+    """Set the process's audit key (and earlier keys, for verifying older epochs). Called by
+    :func:`server.create_app` and the command line from their configuration (``AUDIT_KEY``,
+    ``AUDIT_KEY_PREVIOUS``); ``None`` means an un-keyed chain."""
+    prev = previous if isinstance(previous, (list, tuple)) else str(previous or "").split(",")
+    _keys.update(current=_as_key(current), previous=tuple(k for k in (_as_key(p) for p in prev) if k),
+                 configured=True)
+
+
+def current_key() -> bytes | None:
+    if not _keys["configured"]:  # a library caller that never configured: the environment decides
+        import os
+
+        configure_keys(os.environ.get("ALS_EPRO_AUDIT_KEY"), os.environ.get("ALS_EPRO_AUDIT_KEY_PREVIOUS"))
+    return _keys["current"]
+
+
+def known_keys() -> dict[str, bytes]:
+    """Every configured key by its id (current and previous)."""
+    current = current_key()
+    keys = [k for k in (current, *_keys["previous"]) if k]
+    return {key_id(k): k for k in keys}
+
+
+def _epoch_key_id(db: Database) -> str | None:
+    """The key id of the newest epoch in this database (None: the chain is un-keyed so far)."""
+    row = db.execute("SELECT entity_id FROM audit WHERE entity = ? ORDER BY seq DESC LIMIT 1",
+                     [KEY_EPOCH_ENTITY]).fetchone()
+    return row[0] if row else None
 
 
 def write_audit(db: Database, actor: Actor, action: str, *, entity: str | None = None,
@@ -92,6 +160,43 @@ def write_audit(db: Database, actor: Actor, action: str, *, entity: str | None =
         raise RuntimeError("write_audit must run inside the mutation's transaction")
     detail = detail or {}
     _check_no_secrets(detail)
+    key = current_key()
+    if key is not None:
+        kid = key_id(key)
+        # the epoch row is looked up once per connection and key (epochs are only ever added)
+        # remembered only once found in the database (an epoch row written in a transaction that
+        # is then rolled back must be written again)
+        if getattr(db, "_audit_epoch", None) != kid:
+            if _epoch_key_id(db) == kid:
+                db._audit_epoch = kid
+            else:
+                _insert(db, Actor.system("audit-key"), KEY_EPOCH_ACTION, KEY_EPOCH_ENTITY, kid, None,
+                        {"scheme": "hmac-sha256", "key_id": kid,
+                         "note": "rows from here on are chained with the audit key"}, now, key)
+    return _insert(db, actor, action, entity, entity_id, site_id, detail, now, key)
+
+
+def ensure_epoch(db: Database) -> bool:
+    """Open the configured key's epoch now if the chain has none for it (``init`` and server start
+    call this, so a verify right after setting the key does not report a missing epoch). Returns
+    whether a row was written."""
+    key = current_key()
+    if key is None:
+        return False
+    from server.db import write_tx
+
+    with write_tx(db):
+        if _epoch_key_id(db) == key_id(key):
+            return False
+        _insert(db, Actor.system("audit-key"), KEY_EPOCH_ACTION, KEY_EPOCH_ENTITY, key_id(key), None,
+                {"scheme": "hmac-sha256", "key_id": key_id(key),
+                 "note": "rows from here on are chained with the audit key"}, None, key)
+    return True
+
+
+def _insert(db: Database, actor: Actor, action: str, entity: str | None, entity_id: Any,
+            site_id: int | None, detail: dict[str, Any], now: datetime | None,
+            key: bytes | None) -> dict[str, Any]:
     head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
     row = {
@@ -100,7 +205,7 @@ def write_audit(db: Database, actor: Actor, action: str, *, entity: str | None =
         "site_id": site_id, "detail": _canonical(detail), "app_version": shared.__version__,
         "prev_hash": prev,
     }
-    row["hash"] = row_hash(row)
+    row["hash"] = row_hash(row, key)
     db.execute(
         f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         list(row.values()),
@@ -127,18 +232,38 @@ def _rows(db: Database) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values))
 
 
-def verify_chain(db: Database) -> ChainReport:
-    """Recompute every link; report the first row that does not match (AT-03)."""
-    prev, expected_seq, count = GENESIS, 1, 0
+def verify_chain(db: Database, keys: dict[str, bytes] | None = None) -> ChainReport:
+    """Recompute every link; report the first row that does not match (AT-03).
+
+    Rows from an ``audit.chain_keyed`` epoch on are checked with that epoch's key (``keys``: by key
+    id, default :func:`known_keys`). With a key configured, a chain that has no epoch for it is not
+    ok either: someone removed the keyed rows and re-chained the rest with plain sha256, or the
+    server never wrote with this key (start it once, or run ``init``, to open the epoch)."""
+    default = keys is None
+    keys = known_keys() if keys is None else keys
+    prev, expected_seq, count, key = GENESIS, 1, 0, None
+    epochs: list[str] = []
     for row in _rows(db):
         count += 1
         if row["seq"] != expected_seq:
             return ChainReport(False, count, expected_seq, f"row {expected_seq} is missing")
         if row["prev_hash"] != prev:
             return ChainReport(False, count, row["seq"], "prev_hash does not match the row before")
-        if row_hash(row) != row["hash"]:
-            return ChainReport(False, count, row["seq"], "content does not match its hash")
+        if row["entity"] == KEY_EPOCH_ENTITY and row["action"] == KEY_EPOCH_ACTION:
+            kid = row["entity_id"]
+            if kid not in keys:
+                return ChainReport(False, count, row["seq"],
+                                   f"rows from here are keyed with audit key {kid}, which is not configured")
+            key = keys[kid]
+            epochs.append(kid)
+        if row_hash(row, key) != row["hash"]:
+            return ChainReport(False, count, row["seq"],
+                               "content does not match its hash" + (" (keyed)" if key else ""))
         prev, expected_seq = row["hash"], expected_seq + 1
+    current = current_key() if default else None
+    if current is not None and count and key_id(current) not in epochs:
+        return ChainReport(False, count, None, "an audit key is configured but no row of the chain is keyed "
+                           "with it (keyed rows removed and the chain recomputed, or no write since the key was set)")
     return ChainReport(True, count)
 
 

@@ -109,10 +109,10 @@ def authenticate_device(db: Database, token: str, *, client_addr: str | None = N
     if row is None:
         raise EproError("auth.token_invalid", 401)
     if row["revoked_at"] is not None:
-        with write_tx(db):
-            write_audit(db, Actor.device(row["id"]), "device.revoked_token_used", entity="device",
-                        entity_id=row["id"], site_id=row["site_id"],
-                        detail={"client_addr": client_addr, "revoked_at": row["revoked_at"]}, now=now)
+        from server.store.security_log import record_event
+
+        record_event(db, "device.revoked_token_used", client_addr=client_addr, site_id=row["site_id"],
+                     detail={"device_id": row["id"], "revoked_at": row["revoked_at"]}, now=now)
         raise EproError("auth.device_revoked", 401)
     if kind == "previous":
         with write_tx(db):

@@ -25,6 +25,7 @@ from server.clock import iso, utc_now
 from server.db import query_one, write_tx
 from server.store.audit import Actor, write_audit
 from server.store.devices import create_device, originator
+from server.store.security_log import record_event
 from server.store.participants import add_caregiver, get_caregiver, get_participant
 from shared.errors import EproError, FieldError
 
@@ -200,10 +201,12 @@ def redeem_pairing_code(db: Database, code: Any, device_name: Any, *, client_add
                                 "caregiver_id": row["caregiver_id"], "pairing_code_id": row["id"],
                                 "device_name": device_name.strip(), "client_addr": address}, now=now)
         else:
-            write_audit(db, Actor.anonymous(address),
-                        "pairing.rate_limited" if outcome == "rate_limited" else "pairing.failed",
-                        entity="pairing_code", entity_id=row["id"] if outcome in ("used", "expired") else None,
-                        site_id=site_id, detail={"outcome": outcome, "client_addr": address}, now=now)
+            # the bounded security log and its audited counters, not one audit row per guess
+            record_event(db, "pairing.rate_limited" if outcome == "rate_limited" else "pairing.failed",
+                         client_addr=address, site_id=site_id,
+                         detail={"outcome": outcome,
+                                 "pairing_code_id": row["id"] if outcome in ("used", "expired") else None},
+                         now=now)
     if paired is not None:
         return paired
     raise {

@@ -20,6 +20,7 @@ from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
 from server.store.sites import get_site
 from shared.errors import EproError, FieldError
+from shared.ids import check_subject
 from shared.schedule import Timeline
 from shared.scoring import parse_onset
 
@@ -139,9 +140,7 @@ def check_onset_window(onset_date: date, first: date, protocol: Any = None) -> N
 
 def enroll(db: Database, subject: str, site_code: str, onset: str, first_dose: str, *,
            tz: str = DEFAULT_TZ, actor: Actor, now: datetime | None = None, protocol: Any = None) -> dict[str, Any]:
-    subject = subject.strip()
-    if not subject or len(subject) > 64:
-        raise _bad("subject", "length", "A subject id has 1 to 64 characters.")
+    subject = check_subject(subject)
     try:
         onset_date, precision = parse_onset(onset)
     except ValueError:

@@ -32,6 +32,7 @@ from sqlite_utils import Database
 from server.clock import iso, utc_now
 from server.db import query, query_one, write_tx
 from server.alerts.wake import wake as wake_alerts
+from server.store import device_seq
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
 from server.store.devices import originator, touch
@@ -39,6 +40,7 @@ from server.store.dose_labels import batch_labels
 from server.store.participants import participant_by_id, participant_timeline, timeline_change
 from shared.canonical import record_sha256
 from shared.errors import FieldError
+from shared.ids import record_key
 from shared.messages import t
 from shared.protocol import Protocol
 from shared.schedule import Entry, Timeline, planned_items, timing_labels_after
@@ -169,7 +171,7 @@ class _Batch:
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
-        record_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+        record_id = record_key(body.get("id")) if isinstance(body, dict) and isinstance(body.get("id"), str) else None
         seq = body.get("device_seq") if isinstance(body, dict) else None
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= SAFE_INT else None
         if seq is not None:
@@ -185,7 +187,7 @@ class _Batch:
         return row["id"]
 
     def reject(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> dict[str, Any]:
-        record_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+        record_id = record_key(body.get("id")) if isinstance(body, dict) and isinstance(body.get("id"), str) else None
         if record_id is not None:
             self.dirty.add(record_id)
         qid = self.quarantine(body, sha, errors, reason)
@@ -206,7 +208,7 @@ class _Batch:
         claimed = body.get("participant") if isinstance(body, dict) else None
         if claimed != self.device["subject"]:
             return self.reject(body, sha, [_fe("participant", "device_binding")], "device_binding")
-        record_id = body.get("id") if isinstance(body.get("id"), str) else None
+        record_id = record_key(body.get("id")) if isinstance(body.get("id"), str) else None
         if record_id is not None:
             earlier = self.earlier_outcome(record_id, sha)
             if earlier is not None:
@@ -218,7 +220,7 @@ class _Batch:
         if p["status"] == "withdrawn" and p["withdrawn_at"] <= iso(record.parsed["entered_at"]):
             return self.reject(body, sha, [_fe("entered_at", "participant.withdrawn")], "withdrawn")
         self.candidates.append((index, record))
-        self.new_ids[record["id"]] = (record.sha256, index)
+        self.new_ids[record_id] = (record.sha256, index)
         self.seqs.append(record["device_seq"])
         return {"id": record["id"], "status": "accepted"}
 
@@ -237,7 +239,7 @@ class _Batch:
     def prefetch(self, envelopes: list[Any]) -> None:
         """Read what the database already decided for this batch's ids in two queries, instead of
         two per record. Ids quarantined during the batch are read again (``dirty``)."""
-        ids = list({b["id"] for b in envelopes if isinstance(b, dict) and isinstance(b.get("id"), str)})
+        ids = list({record_key(b["id"]) for b in envelopes if isinstance(b, dict) and isinstance(b.get("id"), str)})
         known: dict[str, tuple[dict | None, dict | None]] = {}
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
@@ -318,10 +320,13 @@ class _Batch:
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
         staff_id = self.device.get("staff_id") if self.channel == "staff" else None
         who = f"staff:{staff_id}" if staff_id is not None else originator(self.device, self.device["subject"])
+        seq_reused = device_seq.reused(self.db, self.device["id"], self.candidates)
         for index, record in self.candidates:
+            key = record.parsed["id"]  # the stored form (shared.ids.record_key); the envelope stays as sent
             drift_flag = self.drifted(record, threshold)
-            labels = list(dict.fromkeys([*record.labels, *timing[record["id"]], *extra[record["id"]],
-                                         *(["clock_drift"] if drift_flag else [])]))
+            labels = list(dict.fromkeys([*record.labels, *timing[key], *extra.get(record["id"], extra.get(key, [])),
+                                         *(["clock_drift"] if drift_flag else []),
+                                         *([device_seq.LABEL] if key in seq_reused else [])]))
             cur = self.db.execute(
                 "INSERT INTO records (id, type, participant_id, device_id, originator, channel,"
                 " respondent, schema_version, instrument_version, event_time, entered_at, device_seq,"
@@ -329,7 +334,7 @@ class _Batch:
                 " drift_flag, labels, staff_id, staff_entered)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO NOTHING",
-                [record["id"], record["type"], self.participant["id"], self.device["id"], who,
+                [key, record["type"], self.participant["id"], self.device["id"], who,
                  self.channel, record["respondent"], record["schema_version"],
                  record["instrument_version"], record["event_time"], record["entered_at"],
                  record["device_seq"], self.received_at, next_seq, record.sha256, _canonical(dict(record)),
@@ -337,14 +342,14 @@ class _Batch:
                  self.drift_s, int(drift_flag), _canonical(labels), staff_id, int(staff_id is not None)])
             if cur.rowcount != 1:
                 # another writer stored this id first; its first version decides (re-read)
-                results[index] = self.stored_outcome(record["id"], record.sha256)
+                results[index] = self.stored_outcome(key, record.sha256)
                 continue
             self.db.execute(
                 "INSERT INTO record_versions (record_id, version, payload, created_at, created_by,"
                 " requested_by, reason, changes) VALUES (?, 1, ?, ?, ?, NULL, NULL, '[]')",
-                [record["id"], _canonical(record["payload"]), self.received_at,
+                [key, _canonical(record["payload"]), self.received_at,
                  who if staff_id is not None else f"device:{self.device['id']}"])
-            write_audit(self.db, self.actor, "record.accept", entity="record", entity_id=record["id"],
+            write_audit(self.db, self.actor, "record.accept", entity="record", entity_id=key,
                         site_id=self.device["site_id"],
                         detail={"type": record["type"], "device_id": self.device["id"], "originator": who,
                                 "respondent": record["respondent"], "channel": self.channel,
@@ -352,6 +357,11 @@ class _Batch:
                                 "event_time": record["event_time"], "entered_at": record["entered_at"],
                                 "client_time": iso(self.client_time) if self.client_time else None,
                                 "drift_s": self.drift_s, "labels": labels}, now=self.now)
+            if key in seq_reused:
+                write_audit(self.db, self.actor, "sync.device_seq_reused", entity="record", entity_id=key,
+                            site_id=self.device["site_id"],
+                            detail={"device_id": self.device["id"], "device_seq": record["device_seq"],
+                                    "first_record_id": seq_reused[key]}, now=self.now)
             results[index] = {"id": record["id"], "status": "accepted",
                               "receipt": {"server_seq": next_seq, "received_at": self.received_at,
                                           "sha256": record.sha256},
@@ -400,7 +410,7 @@ def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
     the database does not hold yet (a replay needs no validation). ``decide`` uses the results."""
     mine = {i: b for i, b in enumerate(envelopes) if isinstance(b, dict) and isinstance(b.get("id"), str)
             and b.get("participant") == device["subject"]}
-    ids = list({b["id"] for b in mine.values()})
+    ids = list({record_key(b["id"]) for b in mine.values()})
     known: set[str] = set()
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
@@ -410,7 +420,7 @@ def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
                                               part + part).fetchall())
     out = {}
     for i, body in mine.items():
-        if body["id"] not in known:
+        if record_key(body["id"]) not in known:
             sha = body_sha256(body)
             out[i] = (sha, *record_errors(body, protocol=protocol, sha256=sha))
     return out
@@ -447,6 +457,9 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
                 res["receipt"], res["labels"] = first["receipt"], first["labels"]
             else:  # the first copy lost a race to another writer; repeat its outcome
                 results[i] = {**first, "id": res["id"]}
+    for res, body in zip(results, envelopes):  # each result names the id as its envelope sent it
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
+            res["id"] = body["id"]
     wake_alerts()  # site alerts (server.alerts): look at the new records now, not at the next interval
     return results
 

@@ -11,14 +11,18 @@ from server.clock import iso, utc_now
 from server.db import query, query_one, write_tx
 from server.store.audit import Actor, write_audit
 from shared.errors import EproError, FieldError
+from shared.ids import check_site_code
 
 
 def add_site(db: Database, code: str, name: str, *, actor: Actor,
              now: datetime | None = None) -> dict[str, Any]:
-    code, name = code.strip(), name.strip()
-    if not code or not name:
+    code, name = check_site_code(code), name.strip()
+    if not name:
         raise EproError("validation.invalid", 400, errors=[
-            FieldError("code" if not code else "name", "required", "A site needs a code and a name.")])
+            FieldError("name", "required", "A site needs a code and a name.")])
+    if len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise EproError("validation.invalid", 400, errors=[
+            FieldError("name", "format.text", "At most 200 characters, no control characters.")])
     with write_tx(db):
         if query_one(db, "SELECT id FROM sites WHERE code = ?", [code]):
             raise EproError("site.exists", 409, detail=code)

@@ -17,6 +17,7 @@ def run_all(db_path: str, protocol_name: str, now: datetime | None = None) -> di
     from server.db import open_db
     from server.tasks.compliance import recompute_compliance
     from server.store.reviews import recompute_flag_counts
+    from server.store.security_log import flush_summaries
     from server.tasks.devices import mark_silent_devices
     from shared.protocol import load_protocol
 
@@ -26,7 +27,8 @@ def run_all(db_path: str, protocol_name: str, now: datetime | None = None) -> di
     try:
         out = {"compliance": recompute_compliance(db, protocol, now),
                "devices": mark_silent_devices(db, float(protocol.threshold("device_silent_hours")), now),
-               "flags": recompute_flag_counts(db, protocol, now)}
+               "flags": recompute_flag_counts(db, protocol, now),
+               "security_summaries": flush_summaries(db, now=now)}
     except Exception:  # a failed run is logged and retried at the next interval
         log.exception("scheduled tasks failed")
         raise

@@ -17,7 +17,7 @@ from shared.canonical import record_sha256, strip_server_fields
 from shared.errors import FieldError
 from shared.instruments import known_instrument_versions
 from shared.schemas.records import (
-    PAYLOAD_RULES, PAYLOAD_SCHEMAS, EnvelopeSchema, envelope_rules,
+    PAYLOAD_RULES, PAYLOAD_SCHEMAS, EnvelopeSchema, envelope_rules, time_range_rules,
 )
 
 __all__ = ["ValidRecord", "load_record", "flatten_errors", "record_errors", "ValidationError"]
@@ -92,6 +92,7 @@ def record_errors(envelope: Any, *, protocol: Any = None,
         if rule:
             errors.extend(rule(raw["payload"]))
     errors.extend(envelope_rules(env, payload))
+    errors.extend(time_range_rules(env, payload, _time_range(protocol)))
     if errors:
         # one entry per (field, rule): a cross-field rule may restate a field-level finding
         seen: set[tuple[str, str]] = set()
@@ -102,6 +103,13 @@ def record_errors(envelope: Any, *, protocol: Any = None,
     record.parsed = {**env, "payload": payload}
     record.labels = record_labels(record, protocol)
     return record, []
+
+
+def _time_range(protocol: Any):
+    from shared.protocol import default_time_range
+
+    rng = getattr(protocol, "record_time_range", None)
+    return rng if rng is not None else default_time_range()
 
 
 def load_record(envelope: Mapping[str, Any], *, protocol: Any = None) -> ValidRecord:

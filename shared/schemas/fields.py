@@ -121,7 +121,7 @@ class UUIDString(_Rules, fields.Field):
     _RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
     def _deserialize(self, value, attr, data, **kw):
-        if not isinstance(value, str) or not self._RE.match(value):
+        if not isinstance(value, str) or not self._RE.fullmatch(value):  # "$" would let a "\n" through
             raise self.make_error("format")
         return str(uuid.UUID(value))
 
@@ -133,7 +133,7 @@ _DT_RE = re.compile(
 
 def parse_aware(value: str) -> datetime:
     """Parse an ISO 8601 timestamp that carries a UTC offset (``Z`` or ``±HH:MM``)."""
-    if not isinstance(value, str) or not _DT_RE.match(value):
+    if not isinstance(value, str) or not _DT_RE.fullmatch(value):
         raise ValueError("not an ISO 8601 timestamp with offset")
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:  # pragma: no cover - the regex requires an offset
@@ -158,7 +158,7 @@ class DateString(_Rules, fields.Field):
     _RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
     def _deserialize(self, value, attr, data, **kw):
-        if not isinstance(value, str) or not self._RE.match(value):
+        if not isinstance(value, str) or not self._RE.fullmatch(value):
             raise self.make_error("format")
         try:
             return date.fromisoformat(value)

@@ -299,4 +299,35 @@ def envelope_rules(env: dict[str, Any], payload: dict[str, Any]) -> list[FieldEr
     return out
 
 
+#: the record's date-times and dates: (field name in errors, where it is, key)
+_TIME_FIELDS = (("event_time", "env", "event_time"), ("entered_at", "env", "entered_at"),
+                ("payload.administered_at", "payload", "administered_at"),
+                ("payload.date", "payload", "date"), ("payload.planned_date", "payload", "planned_date"))
+
+
+def time_range_rules(env: dict[str, Any], payload: dict[str, Any], rng: Any) -> list[FieldError]:
+    """Every date and date-time within the protocol's ``[record_times]`` (``rng``: a
+    :class:`shared.protocol.TimeRange`); ``clock_offset_s`` within the span of that range.
+
+    A value outside would be a clock years off or a forged record; it is rejected per record
+    (quarantined for staff) instead of reaching exports and reports that cannot place it."""
+    out: list[FieldError] = []
+    lo, hi = rng.earliest.isoformat(), rng.latest.isoformat()
+    for name, where, key in _TIME_FIELDS:
+        value = (env if where == "env" else payload).get(key)
+        if value is None:
+            continue
+        day = value.date() if isinstance(value, datetime) else value
+        if isinstance(day, date) and not rng.earliest <= day <= rng.latest:
+            out.append(_fe(name, "range.datetime", f"The date must be between {lo} and {hi}."))
+        if isinstance(value, datetime):
+            minutes = value.utcoffset().total_seconds() / 60
+            if not rng.min_offset_minutes <= minutes <= rng.max_offset_minutes:
+                out.append(_fe(name, "range.utc_offset", "The UTC offset must be between -12:00 and +14:00."))
+    offset = env.get("clock_offset_s")
+    if isinstance(offset, (int, float)) and abs(offset) > rng.span_seconds:
+        out.append(_fe("clock_offset_s", "range", f"Must be between -{rng.span_seconds} and {rng.span_seconds}."))
+    return out
+
+
 PAYLOAD_RULES = {"alsfrs_r": alsfrs_rules, "dose_confirmation": dose_rules}

@@ -302,7 +302,9 @@ def test_daily_backup_keeps_the_newest_n_days_and_nothing_else_is_touched(tmp_pa
     assert names == ["als-epro-20260105T020000Z.sqlite", "als-epro-20260106T020000Z.sqlite",
                      "als-epro-20260107T020000Z.sqlite"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [*names, *(n + ".manifest.json" for n in names), "notes.txt", "als-epro-manual.sqlite"])
+        [*names, *(n + ".manifest.json" for n in names), "notes.txt", "als-epro-manual.sqlite", "audit-checkpoints"])
+    # each backup also left a checkpoint of the audit chain head (server.store.anchor), never pruned
+    assert len(list((folder / "audit-checkpoints").glob("audit-checkpoint-*.json"))) == 7
     assert all(verify_backup(folder / n) == [] for n in names)
     # each backup holds the backup.created rows of the days before it; the live trail keeps all seven
     assert rows(live_db, "SELECT COUNT(*) FROM audit WHERE action = 'backup.created'") == [(7,)]

@@ -46,7 +46,9 @@ def test_the_backup_is_age_encrypted_to_every_recipient_and_restores_with_either
     data = made.path.read_bytes()
     assert data.startswith(b"age-encryption.org/v1") and b"SQLite format 3" not in data
     assert b"respondent" not in data                                  # no clinical text in clear
-    assert sorted(p.name for p in out.iterdir()) == sorted([made.path.name, manifest_path(made.path).name])
+    # the encrypted file, its manifest and the signed audit-chain checkpoint folder; no plaintext copy
+    assert sorted(p.name for p in out.iterdir()) == sorted([made.path.name, manifest_path(made.path).name,
+                                                            "audit-checkpoints"])
     assert not list(live_db.parent.glob(".*snapshot*"))             # the plain snapshot is gone
     manifest = read_manifest(made.path)
     assert manifest["encryption"] == {"scheme": "age-x25519", "recipients": [k for k, _ in keys]}

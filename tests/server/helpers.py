@@ -27,7 +27,7 @@ def seed(db) -> None:
     add_site(db, "BJ01", "Xuanwu Hospital study site", actor=ADMIN)
     add_site(db, "SH02", "Second site", actor=ADMIN)
     for email, (site, role) in STAFF.items():
-        add_staff(db, email, site, role, PASSWORD, actor=ADMIN)
+        add_staff(db, email, site, role, PASSWORD, actor=ADMIN, must_change=False)
     enroll(db, "S-001", "BJ01", "2023-05", "2025-03-01", actor=ADMIN)
     enroll(db, "S-002", "BJ01", "2023-07-14", "2025-03-01", actor=ADMIN)
     enroll(db, "S-101", "SH02", "2024-01", "2025-04-01", actor=ADMIN)

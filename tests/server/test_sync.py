@@ -230,13 +230,16 @@ def test_body_over_two_mib_is_413_request_too_large(client, db):
     assert_error(upload(client, dev["token"], [env]), 413, "request.too_large")
 
 
-def test_revoked_device_gets_401_device_revoked_and_an_audit_row(client, db):
+def test_revoked_device_gets_401_device_revoked_and_a_security_log_row(client, db):
+    from server.store.security_log import events
+
     dev = pair(client, db)
     revoke_device(db, dev["device_id"], reason="lost laptop", actor=ADMIN)
     resp = upload(client, dev["token"], [make_nasal("S-001")])
     assert_error(resp, 401, "auth.device_revoked")
     actions = [a["action"] for a in audit_for_entity(db, "device", dev["device_id"])]
-    assert actions == ["device.pair", "device.revoke", "device.revoked_token_used"]
+    assert actions == ["device.pair", "device.revoke"]
+    assert [e["detail"]["device_id"] for e in events(db, "device.revoked_token_used")] == [dev["device_id"]]
     assert _count(db, "records") == 0
     assert verify_chain(db).ok
 

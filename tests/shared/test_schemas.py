@@ -194,10 +194,14 @@ def test_labels_never_reject():
 
 
 def test_validation_does_not_depend_on_the_current_date():
-    # A wall-clock check ("not in the future", "not too old") would refuse one of these two.
-    for year in ("1999", "2099"):
-        env = f.dose(planned=f"{year}-01-01", administered_at=f"{year}-01-01T09:00:00+08:00",
-                     entered_at=f"{year}-01-01T09:30:00+08:00")
+    # A wall-clock check ("not in the future", "not too old") would refuse one of these two: the
+    # range is fixed by the protocol file ([record_times]), its first and last days both validate.
+    from shared.protocol import default_time_range
+
+    rng = default_time_range()
+    for day in (rng.earliest.isoformat(), rng.latest.isoformat()):
+        env = f.dose(planned=day, administered_at=f"{day}T00:01:00+08:00",
+                     entered_at=f"{day}T09:30:00+08:00")
         assert load_record(env).sha256 == record_sha256(env)
 
 

@@ -38,7 +38,7 @@ def server():
         db = open_db(srv.db_path)
         for email, role in (("coord@site.example", "coordinator"), ("mon@site.example", "monitor"),
                             ("admin@site.example", "admin")):
-            add_staff(db, email, "BJ01", role, PASSWORD, actor=SETUP)
+            add_staff(db, email, "BJ01", role, PASSWORD, actor=SETUP, must_change=False)
         add_site(db, "SH02", "Second site", actor=SETUP)
         enroll(db, "S-101", "SH02", "2024-01", "2025-04-01", actor=SETUP)
         db.close()

@@ -144,7 +144,8 @@ def test_investigator_signs_with_the_password_and_a_later_correction_invalidates
 
 
 def test_a_named_investigator_signs_without_typing_the_printed_name(client, seeded, db):
-    add_staff(db, "li.wei@bj01.example", "BJ01", "investigator", PASSWORD, actor=Actor.cli(), name="Dr. Li Wei")
+    add_staff(db, "li.wei@bj01.example", "BJ01", "investigator", PASSWORD, actor=Actor.cli(), name="Dr. Li Wei",
+              must_change=False)
     assert login(client, "li.wei@bj01.example").status_code == 303
     url = "/staff/participants/S-003/signoff"
     day1 = seeded["day1"].isoformat()

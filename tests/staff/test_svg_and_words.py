@@ -85,7 +85,11 @@ def test_relative_times(delta, en, zh):
 
 
 def _catalogue() -> dict:
-    return json.loads((ROOT / "shared/messages/staff.json").read_text(encoding="utf-8"))
+    """Every ``staff.*`` message, from staff.json and the other areas' message files."""
+    out = json.loads((ROOT / "shared/messages/staff.json").read_text(encoding="utf-8"))
+    for path in sorted((ROOT / "shared/messages").glob("*.json")):
+        out.update({k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k.startswith("staff.")})
+    return out
 
 
 def test_every_staff_message_has_both_languages_and_the_same_placeholders():

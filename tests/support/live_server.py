@@ -101,7 +101,7 @@ class LiveServer:
         self.cli("init")
         self.cli("site", "add", self.site, self.site_name)
         self.cli("staff", "add", self.staff_email, "--site", self.site, "--role", self.staff_role,
-                 input=self.staff_password + "\n")
+                 "--password-set-by-holder", input=self.staff_password + "\n")
         for subject in self.subjects:
             self.cli("participant", "enroll", subject, "--site", self.site, "--onset", self.onset,
                      "--first-dose", self.first_dose, "--tz", self.tz)

@@ -61,6 +61,7 @@ class Access:
 
     def say(self, text: str) -> str:
         """Speak ``text`` in the language shown; "" if it is being spoken, else the reason why not."""
+        self.speaker.last_text = text
         problem = self.speaker.problem(self.ctx.lang)
         if problem:
             return problem

@@ -96,15 +96,3 @@ def test_dwell_is_off_by_default_then_resting_selects_and_moving_away_cancels(ap
     assert form.draft.answers["items"]["1"] == 2 and not dwell.ring.isVisible()
     dwell.step(5000)
     assert dwell.activations == 1                        # no repeat without leaving first
-
-
-def test_dwell_follows_real_pointer_events(app):
-    form = item_page(app)
-    app.w.access.apply(dwell_ms=500)
-    dwell = app.w.access.dwell
-    dwell.manual_clock = True
-    four = app.find(WrapButton, "opt_4")
-    app.qtbot.mouseMove(four, four.rect().center())
-    app.qtbot.waitUntil(lambda: dwell.target is four, timeout=2000)
-    dwell.step(520)
-    assert form.draft.answers["items"]["1"] == 4

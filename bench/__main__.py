@@ -85,9 +85,23 @@ def _desktop_rows(r: dict) -> list[Row]:
                 f"peak {r['peak_mb']:.0f} MB", "< 2 s, < 250 MB", verdict(ok))]
 
 
+def _switch_rows(r: dict) -> list[Row]:
+    one, two, kb = r["one"], r["two"], r["keyboard"]
+    ok = all(x["stored_ok"] for x in (one, two, kb))
+    return [
+        Row("5. Full ALSFRS-R by one switch (auto-scan), form's first page to Submit",
+            f"{one['presses']} presses", f"{one['steps']} highlight stops waited",
+            f"{one['seconds'] / 60:.1f} min at {r['interval_ms'] / 1000:g} s a step", "", ""),
+        Row("  by two switches (step-scan)", f"{two['presses']} presses",
+            f"{two['steps']} move + {two['selections']} choose", "", "", ""),
+        Row("  by keyboard (digits choose, Enter goes on)", f"{kb['keys']} keys", "stored records equal the answers"
+            if ok else "STORED RECORDS DIFFER", "", "≤ 26", verdict(kb["keys"] <= 26)),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--only", default="1,2,3,4", help="comma-separated benchmark numbers")
+    p.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers")
     p.add_argument("--records", type=int, default=10_000, help="sync backlog size for benchmark 1")
     args = p.parse_args(argv)
     wanted = {int(x) for x in args.only.split(",") if x.strip()}
@@ -106,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if 4 in wanted:
         from bench import desktop_start
         rows += _desktop_rows(desktop_start.run())
+    if 5 in wanted:
+        from bench import switch_access
+        rows += _switch_rows(switch_access.run())
     log("")
     print(table(rows), flush=True)
     return 0

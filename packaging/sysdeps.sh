@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ALS ePRO needs beyond Python (see ../shared/reference/stack.md):
 # Qt under Xvfb, a CJK font, chromium for the staff-page tests, python3-venv, and nginx-light
-# (the deployment example is tested with a real nginx in front of a real server), and poppler-utils
-# (pdftoppm/pdftotext check the staff print view rendered to PDF).
+# (the deployment example is tested with a real nginx in front of a real server), poppler-utils
+# (pdftoppm/pdftotext check the staff print view rendered to PDF), the accessibility bus with pyatspi
+# (screen-reader tree test) and speech-dispatcher + espeak-ng (read aloud through QTextToSpeech).
 # As root it installs what is missing; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 PKGS="python3-venv xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 \
-libegl1 libgl1 libfontconfig1 libdbus-1-3 fonts-wqy-microhei chromium nginx-light poppler-utils"
+libegl1 libgl1 libfontconfig1 libdbus-1-3 fonts-wqy-microhei chromium nginx-light poppler-utils \
+dbus at-spi2-core python3-pyatspi speech-dispatcher espeak-ng"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -25,7 +25,8 @@ def test_non_root_without_packages_fails_and_prints_the_exact_command(tmp_path):
     out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
     assert out.returncode == 1
     assert "apt-get install -y --no-install-recommends" in out.stderr
-    for pkg in ("python3-venv", "xvfb", "libxcb-icccm4", "fonts-wqy-microhei", "chromium", "poppler-utils"):
+    for pkg in ("python3-venv", "xvfb", "libxcb-icccm4", "fonts-wqy-microhei", "chromium", "poppler-utils",
+                "at-spi2-core", "python3-pyatspi", "dbus", "speech-dispatcher", "espeak-ng"):
         assert pkg in out.stderr
     assert not (tmp_path / "apt.log").exists()
 

@@ -168,6 +168,7 @@ class Navigator(QMainWindow):
 
     def __init__(self, ctx: UiContext) -> None:
         super().__init__()
+        from desktop.ui.screens.access import AccessScreen
         from desktop.ui.screens.history import EntryScreen, HistoryScreen
         from desktop.ui.screens.pairing import PairedScreen, PairingScreen
         from desktop.ui.screens.safety import SafetyScreen
@@ -200,7 +201,7 @@ class Navigator(QMainWindow):
             "pairing": PairingScreen(ctx, self), "paired": PairedScreen(ctx, self),
             "today": TodayScreen(ctx, self), "history": HistoryScreen(ctx, self),
             "entry": EntryScreen(ctx, self), "settings": SettingsScreen(ctx, self),
-            "safety": SafetyScreen(ctx, self),
+            "safety": SafetyScreen(ctx, self), "access": AccessScreen(ctx, self),
         }
         for screen in self.screens.values():
             self.stack.addWidget(screen)
@@ -226,6 +227,8 @@ class Navigator(QMainWindow):
         self.status_timer = QTimer(self)
         self.status_timer.timeout.connect(self.status.refresh)
         self.status_timer.start(30_000)
+        from desktop.ui.access import Access
+        self.access = Access(self)          # switch scanning, dwell, read aloud (issue 14)
         self._apply_theme()
         self.show_start()
         from desktop.ui.lock import LockController
@@ -281,6 +284,9 @@ class Navigator(QMainWindow):
 
     def show_settings(self) -> None:
         self._show(self.screens["settings"])
+
+    def show_access(self) -> None:
+        self._show(self.screens["access"])
 
     def show_entry(self, entry_id: str) -> None:
         self.screens["entry"].entry_id = entry_id

@@ -87,10 +87,10 @@ def test_item_page_focus_order(app):
     start = app.find(WrapButton, "back")
     start.setFocus()
     order = [app.focus().objectName()]
-    for _ in range(8):
+    for _ in range(9):
         app.key(K.Key_Tab)
         order.append(app.focus().objectName())
-    assert order == ["back", "pause", "opt_4", "opt_3", "opt_2", "opt_1", "opt_0", "who", "next"]
+    assert order == ["back", "pause", "readAloud", "opt_4", "opt_3", "opt_2", "opt_1", "opt_0", "who", "next"]
 
 
 def test_digits_choose_by_score_arrows_move_without_choosing(app):

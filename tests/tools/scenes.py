@@ -219,5 +219,6 @@ SCENES: list[tuple[str, bool, Callable]] = [
     ("26-revoked", True, _revoked),
     ("27-overdue", True, _overdue),
     ("28-high-contrast", True, _high_contrast),
+    ("29-access", True, lambda w: w.show_access()),
 ]
 CHART_SCENES = {"23-history-chart"}

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from desktop.services.entries import EntryInvalid
 from desktop.store import Draft
+from desktop.ui.access import read_aloud_button
 from desktop.ui.ops import BackgroundOp
 from desktop.ui.qt import (
     QFrame, QHBoxLayout, QLineEdit, QPlainTextEdit, QProgressBar, Qt, QTimer, QVBoxLayout, QWidget,
@@ -215,6 +216,7 @@ class WizardForm(Screen):
         top.addStretch(1)
         pause = self.button(self.tr("form.pause"), self.pause, layout=top, name="pause")
         pause.setAccessibleName(self.tr("form.pause_name"))
+        read_aloud_button(self, step, top)
         for line in self.header_lines():
             self.text(line, role="small")
         if step.progress:

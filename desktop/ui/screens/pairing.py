@@ -72,6 +72,8 @@ class PairingScreen(Screen):
         self.pair_button = self.button(self.tr("pairing.busy") if self.busy else self.tr("pairing.pair"),
                                        self.pair, primary=True, big=True, name="pair")
         self.pair_button.setEnabled(not self.busy)
+        access = self.button(self.tr("access.open"), self.nav.show_access, name="openAccess")
+        access.setAccessibleDescription(self.tr("access.open_description"))
         self._first = self.code if self.values["url"] else self.url
 
     def _paste(self) -> None:

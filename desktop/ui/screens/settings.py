@@ -33,6 +33,8 @@ class SettingsScreen(Screen):
     def build(self) -> None:
         self.back_button()
         ctx = self.ctx
+        access = self.button(self.tr("access.open"), self.nav.show_access, name="openAccess")
+        access.setAccessibleDescription(self.tr("access.open_description"))
         if self.message:
             self.text(self.message, "stem")
         # text size, language, contrast: one radio group each

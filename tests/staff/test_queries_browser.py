@@ -27,7 +27,7 @@ def server():
         srv.prepare()
         db = open_db(srv.db_path)
         for email, role in (("coord@site.example", "coordinator"), ("mon@site.example", "monitor")):
-            add_staff(db, email, "BJ01", role, PASSWORD, actor=SETUP)
+            add_staff(db, email, "BJ01", role, PASSWORD, actor=SETUP, must_change=False)
         db.close()
         srv.start()
         dev = srv.pair("S-001", "participant")

@@ -29,6 +29,7 @@ from server.exports.manifest import MANIFEST, write_manifest
 from server.exports.queries import write_query_files
 from server.exports.screen import PROBLEMS_FILE, HeldBack, problems_body
 from server.store.audit import Actor, write_audit
+from server.store.day1 import confirmed_day1
 from server.store.sites import get_site
 from shared.csv_safe import spreadsheet_csv
 from shared.protocol import Protocol
@@ -138,6 +139,9 @@ def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: 
             item = {"subject": p["subject"], "site": site["code"],
                     "status": "withdrawn" if p["status"] == "withdrawn" else "enrolled",
                     "onset": p["onset"], "first_dose_date": p["first_dose_date"], "tz": p["tz"]}
+            day1 = confirmed_day1(db, p["id"])
+            if day1 is not None:
+                item["day1_confirmed"] = day1.isoformat()
             enrolled = enrolments.get(p["subject"])
             item["enrolled_at"] = enrolled["at"] if enrolled else p["enrolled_at"]
             if enrolled:

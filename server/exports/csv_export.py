@@ -25,8 +25,10 @@ PARTICIPANT_FIELDS: tuple[Field, ...] = (
     Field("onset", _txt("Symptom onset (YYYY-MM or YYYY-MM-DD; a month-only onset is taken as the 15th)",
                         "症状起始时间（YYYY-MM 或 YYYY-MM-DD；仅有月份时按 15 日计）"), "text"),
     Field("first_dose_date", _txt("Planned first-dose date", "计划首次用药日期"), "date"),
-    Field("day1", _txt("Study day 1: date of dose 1 as given, else as planned", "研究第 1 天：首次实际用药日期，未用药时为计划日期"),
-          "date", derivation="local date of dose 1's administered_at in the participant's zone, else first_dose_date"),
+    Field("day1", _txt("Study day 1: as staff confirmed it, else the date of dose 1 as given, else as planned",
+                       "研究第 1 天：工作人员确认的日期；未确认时为首次实际用药日期；未用药时为计划日期"),
+          "date", derivation="the day staff confirmed (day1_confirmations), else the local date of dose 1's"
+                             " administered_at in the participant's zone, else first_dose_date"),
     Field("tz", _txt("Participant's time zone", "受试者所在时区"), "text"),
     Field("records", _txt("Number of accepted records", "已接收记录数"), "integer", derivation="count of records"),
 )

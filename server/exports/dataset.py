@@ -77,6 +77,7 @@ class Participant(TypedDict):
     tz: str                      # IANA zone, e.g. "Asia/Shanghai"
     enrolled_at: NotRequired[str]          # UTC; the ODM subject's AuditRecord (else the first receipt)
     enrolled_by: NotRequired["Actor"]      # staff who enrolled (else the system user)
+    day1_confirmed: NotRequired[str]       # "YYYY-MM-DD": study day 1 as staff confirmed it (issue 10 §2)
 
 
 class Actor(TypedDict):
@@ -240,13 +241,15 @@ def parse_time(value: str | datetime) -> datetime:
 
 
 def participant_timeline(participant: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> Timeline:
-    """The participant's :class:`Timeline`: planned first dose, zone, and dose 1 as given (if confirmed)."""
+    """The participant's :class:`Timeline`: planned first dose, zone, dose 1 as given, and study day 1 as
+    staff confirmed it (``day1_confirmed``; without it day 1 is dose 1's local date, else the plan)."""
     dose1 = [current_version(r)["payload"] for r in records
              if r["participant"] == participant["subject"] and r["type"] == "dose_confirmation"]
     given = sorted(parse_time(p["administered_at"]) for p in dose1
                    if p.get("dose_number") == 1 and p.get("given") and p.get("administered_at"))
+    confirmed = participant.get("day1_confirmed")
     return Timeline(date.fromisoformat(participant["first_dose_date"]), participant.get("tz") or "Asia/Shanghai",
-                    given[0] if given else None)
+                    given[0] if given else None, date.fromisoformat(confirmed) if confirmed else None)
 
 
 def records_by_participant(dataset: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:

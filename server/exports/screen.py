@@ -117,6 +117,8 @@ def _check_participant(p: Mapping[str, Any]) -> None:
     except (ValueError, KeyError, OSError):
         raise Bad("tz", "not an IANA time zone", p.get("tz")) from None
     check_date("first_dose_date", p.get("first_dose_date"))
+    if p.get("day1_confirmed") is not None:
+        check_date("day1_confirmed", p.get("day1_confirmed"))
 
 
 def _check_record(r: Mapping[str, Any], zone: ZoneInfo, generated: datetime) -> None:

@@ -424,7 +424,8 @@ METHODS = {
     "QS.VISITNUM": "Visit of the schedule item the entry fills (shared/schedule.py match); else UNSCHEDULED",
     "QS.EPOCH": "SCREENING when collected before dose 1 as given (or before study day 1); TREATMENT to the protocol's "
                 "treatment_last_day; FOLLOW-UP after",
-    "QS.QSDY": "Local date in the participant's zone minus the date of dose 1 as given, plus 1 on or after it",
+    "QS.QSDY": "Local date in the participant's zone minus study day 1 (as staff confirmed it, else the date of"
+               " dose 1 as given), plus 1 on or after it",
     "DFS.DFS": "(48 - baseline ALSFRS-R total) / months from symptom onset to the baseline date (month = 365.25/12 days)",
 }
 

@@ -242,3 +242,29 @@ def test_analysis_files_are_verbatim_no_spreadsheet_apostrophe(dataset, tmp_path
     for path in tmp_path.glob("*.csv"):
         for row in read_csv(path):
             assert not any(v.startswith("'") for v in row.values()), path.name
+
+
+def test_study_days_count_from_the_day_one_staff_confirmed(dataset, tmp_path):
+    """A dose-1 time typed wrong on a device never moves day 1: the day staff confirmed is what the
+    CSV participants file and the SDTM study days count from."""
+    from datetime import date, timedelta
+
+    from server.exports import csv_export, sdtm_export
+    from server.exports.dataset import participant_timeline
+
+    p1 = next(p for p in dataset["participants"] if p["subject"] == "P-001")
+    before = participant_timeline(p1, dataset["records"]).day1
+    sdtm_export(dataset, tmp_path / "before")
+    confirmed = before - timedelta(days=1)
+    p1["day1_confirmed"] = confirmed.isoformat()
+    sdtm_export(dataset, tmp_path / "after")
+    csv_export(dataset, tmp_path / "csv")
+    old = {(r["QSGRPID"], r["QSTESTCD"]): int(r["QSDY"]) for r in read_csv(tmp_path / "before" / "qs.csv")
+           if r["USUBJID"].endswith("P-001")}
+    new = {(r["QSGRPID"], r["QSTESTCD"]): int(r["QSDY"]) for r in read_csv(tmp_path / "after" / "qs.csv")
+           if r["USUBJID"].endswith("P-001")}
+    assert old and old.keys() == new.keys()
+    for key, day in old.items():   # one day later on the study calendar; there is no day 0
+        assert new[key] == (day + 1 if day != -1 else 1), (key, day, new[key])
+    parts = {r["subject"]: r for r in read_csv(tmp_path / "csv" / "participants.csv")}
+    assert date.fromisoformat(parts["P-001"]["day1"]) == confirmed

@@ -77,3 +77,11 @@ def test_day1_confirmation_is_audited_append_only_and_sent_to_the_devices(client
     import sqlite3
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         db.execute("UPDATE day1_confirmations SET day1 = '2025-01-01'")
+    # the export counts its study days from the confirmed day, not from the mistyped dose-1 date
+    from server.exports.build import build_dataset
+    from server.exports.dataset import participant_timeline as export_timeline
+
+    ds = build_dataset(db, "BJ01", generated_by="test", protocol=load_protocol())
+    item = next(q for q in ds["participants"] if q["subject"] == "S-001")
+    assert item["day1_confirmed"] == "2025-03-01"
+    assert export_timeline(item, ds["records"]).day1 == date(2025, 3, 1)

@@ -75,6 +75,7 @@ def test_raise_find_answer_and_close_a_query_in_both_languages(browser, server):
     mon.goto(f"{server.url}/staff/participants/S-001")
     assert mon.locator("#queries").get_by_text("No queries for this participant.").count() == 1
     rec = server.record_ids[1]
+    mon.locator("nav.tabs").get_by_role("link", name="Records").click()   # the records are their own section
     mon.locator(f"#rec-{rec} summary").click()
     mon.locator(f"#rec-{rec}").get_by_role("link", name="Raise a query").click()
     assert mon.get_by_role("heading", level=1).inner_text() == "Raise a query for S-001"

@@ -563,3 +563,12 @@ def m012_records_by_participant_and_type(db: Database) -> None:
     _run(db, """
     CREATE INDEX records_participant_type ON records(participant_id, type, event_time);
     """)
+
+
+@migrations()
+def m013_records_by_participant_and_seq(db: Database) -> None:
+    """The newest ``server_seq`` of a participant's records in one look-up: the participants list
+    keeps each row's summary until that (or the participant's changes feed) moves (issue 13)."""
+    _run(db, """
+    CREATE INDEX records_participant_seq ON records(participant_id, server_seq);
+    """)

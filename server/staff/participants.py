@@ -9,7 +9,7 @@ from server.auth import enforce, staff_required
 from server.clock import utc_now
 from server.staff import bp, flag_states, participant_or_403, protocol, web
 from server.staff.detail import record_panels
-from server.staff.overview import SORTS, site_counts, sort_summaries, summarize
+from server.staff.overview import SORTS, site_counts, sort_summaries, summarize, summarize_for_list
 from server.store.participants import participants_for_site
 from server.store.records import get_record
 from shared.errors import EproError
@@ -19,7 +19,7 @@ web.register_nav("staff.participants", "staff.nav.participants", "view", order=1
 
 def _summaries(site_id: int, now):
     db = web.get_db()
-    return [summarize(db, protocol(), p, now, states=flag_states(db, p["id"]))
+    return [summarize_for_list(db, protocol(), p, now, lambda pid=p["id"]: flag_states(db, pid))
             for p in participants_for_site(db, site_id)]
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -30,7 +29,7 @@ from typing import Any, Iterable
 from sqlite_utils import Database
 
 from server.clock import iso, utc_now
-from server.db import query, query_one, write_tx
+from server.db import file_identity, query, query_one, write_tx
 from server.alerts.wake import wake as wake_alerts
 from server.store import device_seq
 from server.store.audit import Actor, write_audit
@@ -123,12 +122,7 @@ class _MatchedCache:
 
     @staticmethod
     def where(db: Database, participant_id: int) -> tuple:
-        path = db.execute("PRAGMA database_list").fetchone()[2]
-        try:
-            st = os.stat(path)
-            return (path, st.st_dev, st.st_ino, participant_id)
-        except OSError:
-            return (path, None, None, participant_id)
+        return (*file_identity(db), participant_id)
 
     def get(self, where: tuple, timeline: Timeline, count: int, last_seq: int) -> tuple | None:
         with self._lock:
@@ -517,12 +511,15 @@ def quarantine_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
 def open_seq_gaps(db: Database, device_id: str) -> list[int]:
     """``device_seq`` numbers recorded as missing and still not received (SY-07)."""
     missing: list[int] = []
+    gaps = query(db, "SELECT seq_from, seq_to FROM device_seq_gaps WHERE device_id = ? ORDER BY seq_from",
+                 [device_id])
+    if not gaps:          # the usual case: no need to read every seq the device sent
+        return missing
     have = {r["device_seq"] for r in query(
         db, "SELECT device_seq FROM records WHERE device_id = ? UNION"
             " SELECT device_seq FROM quarantine WHERE device_id = ? AND device_seq IS NOT NULL",
         [device_id, device_id])}
-    for gap in query(db, "SELECT seq_from, seq_to FROM device_seq_gaps WHERE device_id = ? ORDER BY seq_from",
-                     [device_id]):
+    for gap in gaps:
         missing.extend(s for s in range(gap["seq_from"], min(gap["seq_to"], gap["seq_from"] + 10000) + 1)
                        if s not in have)
     return missing

@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [Row("Machine", f"{m['cpus']} CPUs, {m['cpu']}, {m['ram']} RAM",
                     f"{m['os']}, Python {m['python']}, SQLite {m['sqlite']}", f"run {date.today().isoformat()}")]
         rows += _scale_rows(result)
-        if args.chart:
-            scale.chart(result, Path(args.chart))
         import json
         log(json.dumps(result, default=str))
+        if args.chart:
+            scale.chart(result, Path(args.chart))
         print(table(rows), flush=True)
         return 0
     wanted = {int(x) for x in args.only.split(",") if x.strip()}

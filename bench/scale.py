@@ -202,7 +202,7 @@ def chart(result: dict[str, Any], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for name, get in (("participant list page", lambda s: s["pages"]["list"]["median"]),
                       ("participant page", lambda s: s["pages"]["participant"]["median"]),
-                      *((op, (lambda s, op=op: s["ops"][op]["seconds"] if s["ops"][op]["ok"] else None))
+                      *((op, (lambda s, op=op: s["ops"][op]["seconds"] if s["ops"][op].get("ok") else None))
                         for op in ("export", "backup", "restore", "audit verify"))):
         pts = [(x, get(s)) for x, s in zip(xs, sizes) if get(s) is not None]
         if pts:

@@ -18,13 +18,12 @@ Per record, in this order:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlite_utils import Database
 
@@ -42,7 +41,7 @@ from shared.errors import FieldError
 from shared.ids import record_key
 from shared.messages import t
 from shared.protocol import Protocol
-from shared.schedule import Entry, Timeline, planned_items, timing_labels_after
+from shared.schedule import DueItem, Entry, Timeline, planned_items, timing_labels_after
 from shared.schemas import record_errors
 from shared.schemas.fields import SAFE_INT
 
@@ -130,10 +129,7 @@ class _MatchedCache:
         if kept is None or kept[:3] != (timeline, count, last_seq):
             return None
         items, last_key = kept[3], kept[4]
-        copies = [copy.copy(i) for i in items]
-        for c in copies:
-            c.record_ids = list(c.record_ids)
-        return copies, last_key
+        return [_copy_item(i) for i in items], last_key
 
     def put(self, where: tuple, timeline: Timeline, count: int, last_seq: int, items: list, last_key: tuple) -> None:
         with self._lock:
@@ -144,6 +140,15 @@ class _MatchedCache:
 
 
 _MATCHED = _MatchedCache()
+
+
+def _copy_item(item: DueItem) -> DueItem:
+    """A copy of a kept schedule item that the matching may change (its ``record_ids`` too):
+    ``copy.copy`` cost more than the rest of a one-record upload's labelling."""
+    c = object.__new__(DueItem)
+    c.__dict__.update(item.__dict__)
+    c.record_ids = list(item.record_ids)
+    return c
 
 
 class _Batch:
@@ -463,7 +468,7 @@ def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
 
 def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, protocol: Protocol,
            client_time: datetime | None = None, channel: str = "sync", actor: Actor | None = None,
-           now: datetime | None = None) -> list[dict[str, Any]]:
+           now: datetime | None = None, then: Callable[[Database], Any] | None = None) -> list[dict[str, Any]]:
     """Decide and store a batch in one transaction; one result per envelope, in order.
 
     ``device`` is a row from :func:`server.store.devices.authenticate_device` or ``get_device``
@@ -471,6 +476,8 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     (``channel="staff"``, e.g. a dose given at the site) it is a stand-in with ``id`` None and
     ``staff_id``: the record's originator is ``staff:<id>`` and it is marked ``staff_entered``.
     Results: ``{"id", "status", "receipt"?, "errors"?, "labels"?}`` (contract §2).
+    ``then(db)``, if given, runs last inside the same write transaction (the sync endpoint counts the
+    upload for token rotation there: one commit a request, not two).
     """
     now = now or utc_now()
     actor = actor or Actor.device(device["id"])
@@ -485,6 +492,8 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
         batch.record_seqs()
         if channel == "sync":
             touch(db, device["id"], now)
+        if then is not None:
+            then(db)
     for i, res in enumerate(results):
         if "_same_as" in res:
             first = results[res.pop("_same_as")]

@@ -110,25 +110,32 @@ def _pages(path: Path, participants: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def _limit_memory() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+#: the command runs under this, so it reports its own peak memory: ``VmHWM`` of its process image
+#: after exec (``ru_maxrss`` of a child forked from this big process would count this one's pages)
+_REPORTING = ("import atexit, resource, runpy, sys\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (%d, %d))\n"
+              "def hwm():\n"
+              "    for line in open('/proc/self/status'):\n"
+              "        if line.startswith('VmHWM:'):\n"
+              "            print('bench-peak-kb', line.split()[1], file=sys.stderr, flush=True)\n"
+              "atexit.register(hwm)\n"
+              "sys.argv = ['als-epro-server', *sys.argv[1:]]\n"
+              "runpy.run_module('server', run_name='__main__')\n") % (MEMORY_LIMIT, MEMORY_LIMIT)
 
 
 def _run_measured(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``als-epro-server ARGS`` in its own process, reaped here so its rusage is its own:
-    seconds, peak RSS (MB), ok and the last line of stderr on failure."""
+    """Run ``als-epro-server ARGS`` in its own process: seconds, its peak resident memory (MB), ok,
+    and the last line of stderr on failure."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "server", *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_limit_memory)
-    err = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run([sys.executable, "-c", _REPORTING, *args], cwd=REPO_ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - start
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    peaks = [int(line.split()[1]) for line in lines if line.startswith("bench-peak-kb ")]
+    errors = [line for line in lines if not line.startswith("bench-peak-kb ")] or ["?"]
     ok = proc.returncode == 0
-    last = (err.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "ok": ok, "error": None if ok else last[:120]}
+    return {"seconds": seconds, "peak_mb": peaks[-1] / 1024 if peaks else float("nan"), "ok": ok,
+            "error": None if ok else errors[-1][:120]}
 
 
 def measure(tmp: Path, participants: int, export_max: int | None = None) -> dict[str, Any]:

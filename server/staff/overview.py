@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
@@ -235,15 +236,16 @@ def summarize_for_list(db: Database, protocol: Protocol, participant: dict[str, 
     participant's data has not changed since (``records`` is then empty: the list shows none).
     ``states`` makes the flags' review states (:func:`server.staff.flag_states`), kept with the
     summary: they follow acknowledgements (the changes feed) and the date, as the summary does."""
-    timeline = participant_timeline(db, participant)
     where = _SUMMARIES.where(db, participant["id"])
-    version = (*_SUMMARIES.version(db, protocol, participant), timeline, timeline.local_date(now))
+    # the timeline follows from what the version holds (the participant row, dose 1 among the
+    # records, day-1 confirmations), so a kept summary's timeline is current
+    version = (*_SUMMARIES.version(db, protocol, participant), now.astimezone(ZoneInfo(participant["tz"])).date())
     kept = _SUMMARIES.get(where, version)
     if kept is None:
         summary = summarize(db, protocol, participant, now, states=states())
         _SUMMARIES.put(where, version, summary)
         return summary
-    return replace(kept, participant=participant, dlt=dlt_status(protocol, timeline, now),
+    return replace(kept, participant=participant, dlt=dlt_status(protocol, kept.timeline, now),
                    devices=_device_views(db, participant, float(protocol.threshold("device_silent_hours")), now))
 
 

@@ -78,3 +78,20 @@ def test_list_summaries_are_kept_and_made_again_when_the_data_moves(tmp_path, mo
     withdraw(db, "S-001", reason="moved away", actor=Actor.cli(), now=NOW)
     assert _same(db, pid).participant["status"] == "withdrawn"
     db.close()
+
+
+def test_the_list_comes_in_pages_sorted_and_counted_over_everyone(client, monkeypatch):
+    from server.staff import participants as view
+    from tests.staff.conftest import HTML, login
+
+    assert login(client).status_code == 303
+    everyone = client.get("/staff/participants?sort=subject", headers=HTML).get_data(as_text=True)
+    monkeypatch.setattr(view, "LIST_PER_PAGE", 1)
+    first = client.get("/staff/participants?sort=subject", headers=HTML).get_data(as_text=True)
+    second = client.get("/staff/participants?sort=subject&page=2", headers=HTML).get_data(as_text=True)
+    assert "S-001" in first and "/staff/participants/S-002" not in first
+    assert "/staff/participants/S-002" in second and 'href="/staff/participants/S-001"' not in second
+    assert 'class="pager"' in first and "page=2" in first and "sort=subject" in first
+    assert 'class="pager"' not in everyone
+    caption = everyone.split("<caption>")[1].split("·")[0]
+    assert caption in first and caption in second          # counted over all, not over the page

@@ -28,8 +28,9 @@ test-fast: $(STAMP)
 demo: sysdeps $(STAMP)
 	$(BIN)/python packaging/demo/run_demo.py --db $(DEMO_DB)
 
+# make bench SCALE=38,1000 (or 38,1000,10000): only the scale rows, with the chart (issue 13 §4)
 bench: sysdeps $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(SCALE),--scale $(SCALE) --chart bench/scale.png)
 
 screenshots: sysdeps $(STAMP)
 	$(BIN)/python -m tests.tools.screenshots --out screenshots

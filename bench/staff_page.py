@@ -51,6 +51,18 @@ def _year_of_entries(subject: str, first_dose: datetime, protocol) -> list[dict[
     return out
 
 
+def signed_in(app, email: str, password: str):
+    """A Flask test client signed in through the real form (CSRF included)."""
+    client = app.test_client()
+    page = client.get("/staff/login", headers={"Accept": "text/html"})
+    token = CSRF.search(page.get_data(as_text=True)).group(1)
+    resp = client.post("/staff/login", data={"csrf_token": token, "email": email, "password": password,
+                                             "next": "/staff/participants"})
+    if resp.status_code not in (302, 303):
+        raise RuntimeError(f"sign-in failed: {resp.status_code}")
+    return client
+
+
 def run(repeat: int = REPEAT) -> dict[str, Any]:
     from server import create_app
     from server.store.audit import Actor
@@ -66,7 +78,8 @@ def run(repeat: int = REPEAT) -> dict[str, Any]:
         cst = timezone(timedelta(hours=8))
         first_dose = (datetime.now(cst) - timedelta(days=366)).replace(hour=9, minute=0, second=0, microsecond=0)
         path = tmp / "server.sqlite"
-        db = new_server_db(path, first_dose=first_dose.date().isoformat())
+        onset = (first_dose - timedelta(days=365)).strftime("%Y-%m")      # inside the 6–24 month window
+        db = new_server_db(path, onset=onset, first_dose=first_dose.date().isoformat())
         add_staff(db, EMAIL, "BJ01", "investigator", PASSWORD, actor=Actor.cli(), must_change=False)
         device = pair_in_process(db)
         entries = _year_of_entries("S-001", first_dose, protocol)
@@ -79,13 +92,7 @@ def run(repeat: int = REPEAT) -> dict[str, Any]:
         app = create_app({"DB": str(path)})
         if "staff.login_form" not in app.view_functions:
             return {"pending": "the staff pages are not in this build"}
-        client = app.test_client()
-        page = client.get("/staff/login", headers={"Accept": "text/html"})
-        token = CSRF.search(page.get_data(as_text=True)).group(1)
-        resp = client.post("/staff/login", data={"csrf_token": token, "email": EMAIL, "password": PASSWORD,
-                                                 "next": "/staff/participants"})
-        if resp.status_code not in (302, 303):
-            raise RuntimeError(f"sign-in failed: {resp.status_code}")
+        client = signed_in(app, EMAIL, PASSWORD)
         pages = {}
         for name, path in PAGES:
             url = "/staff/participants/S-001" + path

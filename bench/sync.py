@@ -99,7 +99,9 @@ def in_process(tmp: Path, batches: list[tuple[list[dict], str]], first_dose: str
         if hasattr(records_mod, name):
             stages.wrap(records_mod, name, "labels")
     stages.wrap(records_mod.Entry, "from_envelope", "labels")
-    stages.wrap(records_mod, "write_audit", "audit")
+    for name in ("write_audit", "write_audit_many"):     # the latter: batched, issue 13
+        if hasattr(records_mod, name):
+            stages.wrap(records_mod, name, "audit")
     times: dict[str, float] = {}
     try:
         for raw in bodies:

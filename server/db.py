@@ -86,6 +86,17 @@ def write_tx(db: Database) -> Iterator[Database]:
             db.conn.execute("COMMIT")
 
 
+def file_identity(db: Database) -> tuple:
+    """Which database file ``db`` is (path, device, inode): a key for caches of what a file holds, so
+    a file replaced at the same path (a restore) is another database."""
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    try:
+        st = os.stat(path)
+        return (path, st.st_dev, st.st_ino)
+    except OSError:
+        return (path, None, None)
+
+
 def query(db: Database, sql: str, params: tuple | list | dict = ()) -> list[dict]:
     """Rows of a read query as dicts."""
     return list(db.query(sql, params))

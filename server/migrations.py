@@ -553,3 +553,22 @@ def m011_alerts_and_queries(db: Database) -> None:
     """)
     for table in ("alert_flags", "query_messages"):
         _append_only(db, table)
+
+
+@migrations()
+def m012_records_by_participant_and_type(db: Database) -> None:
+    """A participant's records of one type without reading the others (issue 16: the ingest reads the
+    participant's dose confirmations for every batch; without this index it read every record's row,
+    envelope included, to test its type, so batches slowed as the history grew)."""
+    _run(db, """
+    CREATE INDEX records_participant_type ON records(participant_id, type, event_time);
+    """)
+
+
+@migrations()
+def m013_records_by_participant_and_seq(db: Database) -> None:
+    """The newest ``server_seq`` of a participant's records in one look-up: the participants list
+    keeps each row's summary until that (or the participant's changes feed) moves (issue 13)."""
+    _run(db, """
+    CREATE INDEX records_participant_seq ON records(participant_id, server_seq);
+    """)

@@ -24,6 +24,7 @@ planned is the ``day1_to_confirm`` schedule flag (staff confirm day 1 on the sit
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Mapping
@@ -70,25 +71,51 @@ def min_interval_hours(protocol: Protocol) -> float | None:
     return None if value is None else float(value)
 
 
+def _sorted_given(records: Iterable[Mapping[str, Any]]) -> list[tuple[tuple, Mapping[str, Any]]]:
+    """``((administered_at, entered_at, id), record)`` of the given doses, in that order; each time
+    parsed once."""
+    keyed = [((_dt(r["payload"]["administered_at"]), _dt(r["entered_at"]), str(r["id"])), r)
+             for r in records if r.get("type") == "dose_confirmation"
+             and (r.get("payload") or {}).get("given") is True and r["payload"].get("administered_at")]
+    keyed.sort(key=lambda kr: kr[0])
+    return keyed
+
+
 def given_doses(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Dose confirmations with ``given`` true and a time, by (administered_at, entered_at, id)."""
-    doses = [r for r in records if r.get("type") == "dose_confirmation"
-             and (r.get("payload") or {}).get("given") is True and r["payload"].get("administered_at")]
-    return sorted(doses, key=lambda r: (_dt(r["payload"]["administered_at"]), _dt(r["entered_at"]), str(r["id"])))
+    return [r for _, r in _sorted_given(records)]
 
 
-def dose_findings(protocol: Protocol, timeline: Timeline,
-                  records: Iterable[Mapping[str, Any]]) -> dict[str, DoseFinding]:
-    """A :class:`DoseFinding` for every given dose among ``records`` (any type; others are ignored)."""
-    doses = given_doses(records)
+def dose_findings(protocol: Protocol, timeline: Timeline, records: Iterable[Mapping[str, Any]],
+                  only: Iterable[str] | None = None) -> dict[str, DoseFinding]:
+    """A :class:`DoseFinding` for every given dose among ``records`` (any type; others are ignored),
+    or only for the doses whose id is in ``only`` (still judged against all of ``records``: the
+    ingest labels a batch this way without judging the participant's whole history again).
+
+    Each time is parsed once and the other doses are found through per-number and per-date indexes,
+    so the work grows with the number of doses (and of findings), not with its square."""
+    keyed = _sorted_given(records)
+    doses = [r for _, r in keyed]
+    ats = [k[0] for k, _ in keyed]
+    numbers = [int(r["payload"]["dose_number"]) for r in doses]
+    local = [timeline.local_date(at) for at in ats]
+    by_number: dict[int, list[int]] = {}     # dose number -> positions in ``doses`` (time order)
+    by_date: dict[Any, list[int]] = {}
+    for i, (m, d) in enumerate(zip(numbers, local)):
+        by_number.setdefault(m, []).append(i)
+        by_date.setdefault(d, []).append(i)
+    number_times = {m: [ats[i] for i in idx] for m, idx in by_number.items()}
+    wanted = None if only is None else {str(x) for x in only}
     days = protocol.dose_days
     w = protocol.dose_window
     interval = min_interval_hours(protocol)
     out: dict[str, DoseFinding] = {}
     for i, rec in enumerate(doses):
+        if wanted is not None and str(rec["id"]) not in wanted:
+            continue
         p = rec["payload"]
-        n, at = int(p["dose_number"]), _dt(p["administered_at"])
-        sday = timeline.study_day(timeline.local_date(at))
+        n, at = numbers[i], ats[i]
+        sday = timeline.study_day(local[i])
         planned = days[n - 1] if 1 <= n <= len(days) else None
         nearest = min(range(1, len(days) + 1), key=lambda k: (abs(days[k - 1] - sday), k != n)) if days else None
         f = DoseFinding(str(rec["id"]), n, str(p["administered_at"]), sday, planned, nearest,
@@ -100,18 +127,19 @@ def dose_findings(protocol: Protocol, timeline: Timeline,
                 f.labels.append("dose_late_given")
         if i > 0:
             prev = doses[i - 1]
-            hours = (at - _dt(prev["payload"]["administered_at"])).total_seconds() / 3600
+            hours = (at - ats[i - 1]).total_seconds() / 3600
             f.previous_record_id, f.hours_since_previous = str(prev["id"]), round(hours, 2)
             if interval is not None and hours < interval:
                 f.labels.append("dose_too_close")
-        for other in doses:
-            if other is rec:
-                continue
-            m, other_at = int(other["payload"]["dose_number"]), _dt(other["payload"]["administered_at"])
-            if (m < n and other_at > at) or (m > n and other_at < at):
-                f.out_of_order_with.append(str(other["id"]))
-            if timeline.local_date(other_at) == timeline.local_date(at):
-                f.same_day_record_ids.append(str(other["id"]))
+        # a lower number given later, or a higher number given earlier (in time order, like ``doses``)
+        disorder: list[int] = []
+        for m, idx in by_number.items():
+            if m < n:
+                disorder.extend(idx[bisect_right(number_times[m], at):])
+            elif m > n:
+                disorder.extend(idx[:bisect_left(number_times[m], at)])
+        f.out_of_order_with = [str(doses[j]["id"]) for j in sorted(disorder)]
+        f.same_day_record_ids = [str(doses[j]["id"]) for j in by_date[local[i]] if j != i]
         if f.out_of_order_with:
             f.labels.append("dose_out_of_order")
         if f.same_day_record_ids:

@@ -9,7 +9,7 @@ from server.api.schemas import SyncRequestSchema
 from server.auth import device_required
 from server.db import get_db, write_tx
 from server.store.changes import changes_since, decode_cursor, encode_cursor
-from server.store.devices import rotation_due, touch
+from server.store.devices import count_upload, touch
 from server.store.records import ingest
 from shared.errors import EproError, FieldError
 from shared.schemas import flatten_errors
@@ -39,9 +39,15 @@ def upload():
         raise EproError("validation.invalid", 400, errors=flatten_errors(problems))
     client_time = wrapper.load({"client_time": body.get("client_time")})["client_time"]
     db = get_db()
-    results = ingest(db, g.device, records, protocol=protocol(), client_time=client_time)
+    every = current_app.config["TOKEN_ROTATE_EVERY_SYNCS"]
+    token: list[str | None] = [None]
+
+    def count(tx_db) -> None:           # in the ingest's transaction: one commit a request
+        token[0] = count_upload(tx_db, g.device, every)
+
+    results = ingest(db, g.device, records, protocol=protocol(), client_time=client_time, then=count)
     answer = {"results": results, "server_time": server_time()}
-    rotated = rotation_due(db, g.device, current_app.config["TOKEN_ROTATE_EVERY_SYNCS"])
+    rotated = token[0]
     if rotated:
         answer["device_token"] = rotated      # optional: a client may ignore it and keep its token
     resp = jsonify(answer)

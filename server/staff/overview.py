@@ -12,12 +12,16 @@ rest; each group by subject.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
+from server.db import file_identity
 from server.store.devices import devices_for_participant
 from server.store.participants import participant_timeline
 from server.store.records import open_seq_gaps, record_versions, records_for_participant
@@ -173,6 +177,76 @@ def summarize(db: Database, protocol: Protocol, participant: dict[str, Any], now
         dlt=dlt_status(protocol, timeline, now), items=items, doses=doses, diary=diary,
         devices=_device_views(db, participant, float(protocol.threshold("device_silent_hours")), now),
         flags=evaluate_flags(protocol, timeline, current), states=states or {}, records=records)
+
+
+class _SummaryCache:
+    """The list page's summaries between requests (issue 13: the list summarised every participant's
+    whole history on every request, seconds at a thousand participants).
+
+    A summary is kept with the *data version* it was made from, read again on every request with
+    indexed look-ups: the participant's row as it is now, the newest ``server_seq`` of its records,
+    the newest entry of its changes feed (timeline moves, corrections, flag acknowledgements), the
+    newest day-1 confirmation (a flag reads it), the protocol, and the participant's local date
+    (item statuses are by date). Anything else a row shows that moves by the hour or with no record
+    (the DLT window, devices heard from) is computed fresh each time; flag acknowledgements write
+    to the changes feed. Kept without its
+    records (memory); bounded; safe across threads; and correct across processes, since the
+    version is read from the database."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[tuple, tuple[tuple, Summary]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def where(db: Database, participant_id: int) -> tuple:
+        return (*file_identity(db), participant_id)
+
+    @staticmethod
+    def version(db: Database, protocol: Protocol, participant: dict[str, Any]) -> tuple:
+        pid = participant["id"]
+        one = lambda sql: db.execute(sql, [pid]).fetchone()[0]  # noqa: E731
+        return (id(protocol), tuple(sorted(participant.items())),
+                one("SELECT MAX(server_seq) FROM records WHERE participant_id = ?"),
+                one("SELECT MAX(seq) FROM changes WHERE participant_id = ?"),
+                one("SELECT MAX(id) FROM day1_confirmations WHERE participant_id = ?"))
+
+    def get(self, where: tuple, version: tuple) -> Summary | None:
+        with self._lock:
+            kept = self._kept.get(where)
+            if kept is None or kept[0] != version:
+                return None
+            self._kept.move_to_end(where)
+            return kept[1]
+
+    def put(self, where: tuple, version: tuple, summary: Summary) -> None:
+        with self._lock:
+            self._kept[where] = (version, replace(summary, records=[]))
+            self._kept.move_to_end(where)
+            while len(self._kept) > self.limit:
+                self._kept.popitem(last=False)
+
+
+_SUMMARIES = _SummaryCache()
+
+
+def summarize_for_list(db: Database, protocol: Protocol, participant: dict[str, Any], now: datetime,
+                       states: Callable[[], dict[str, dict[str, Any]]] = dict) -> Summary:
+    """:func:`summarize` for a row of the participants list, from :class:`_SummaryCache` when the
+    participant's data has not changed since (``records`` is then empty: the list shows none).
+    ``states`` makes the flags' review states (:func:`server.staff.flag_states`), kept with the
+    summary: they follow acknowledgements (the changes feed) and the date, as the summary does."""
+    where = _SUMMARIES.where(db, participant["id"])
+    # the timeline follows from what the version holds (the participant row, dose 1 among the
+    # records, day-1 confirmations), so a kept summary's timeline is current
+    version = (*_SUMMARIES.version(db, protocol, participant), now.astimezone(ZoneInfo(participant["tz"])).date())
+    kept = _SUMMARIES.get(where, version)
+    if kept is None:
+        summary = summarize(db, protocol, participant, now, states=states())
+        _SUMMARIES.put(where, version, summary)
+        return summary
+    return replace(kept, participant=participant, dlt=dlt_status(protocol, kept.timeline, now),
+                   devices=_device_views(db, participant, float(protocol.threshold("device_silent_hours")), now))
 
 
 SORTS: dict[str, Callable[[Summary], Any]] = {

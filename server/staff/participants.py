@@ -8,18 +8,21 @@ from flask import request
 from server.auth import enforce, staff_required
 from server.clock import utc_now
 from server.staff import bp, flag_states, participant_or_403, protocol, web
-from server.staff.detail import record_panels
-from server.staff.overview import SORTS, site_counts, sort_summaries, summarize
+from server.staff.detail import page_of, record_panels
+from server.staff.overview import SORTS, site_counts, sort_summaries, summarize, summarize_for_list
 from server.store.participants import participants_for_site
 from server.store.records import get_record
 from shared.errors import EproError
+
+#: rows a page of the participants list shows (sorted and counted over all of them)
+LIST_PER_PAGE = 100
 
 web.register_nav("staff.participants", "staff.nav.participants", "view", order=10)
 
 
 def _summaries(site_id: int, now):
     db = web.get_db()
-    return [summarize(db, protocol(), p, now, states=flag_states(db, p["id"]))
+    return [summarize_for_list(db, protocol(), p, now, lambda pid=p["id"]: flag_states(db, pid))
             for p in participants_for_site(db, site_id)]
 
 
@@ -38,8 +41,10 @@ def participants():
     elif only == "dlt":
         rows = [s for s in rows if s.dlt.state == "open"]
     threshold = protocol().threshold("device_silent_hours")
-    return web.render("staff/participants.html", rows=rows, counts=counts, sort=sort, only=only,
-                      silent_hours=threshold, now=now)
+    pager = page_of(rows, request.args.get("page"), LIST_PER_PAGE)   # a large study: pages of rows
+    return web.render("staff/participants.html", rows=pager["items"], counts=counts, sort=sort, only=only,
+                      silent_hours=threshold, now=now, pager=pager,
+                      pager_args={"sort": sort if sort != "risk" else None, "only": only or None})
 
 
 @bp.get("/records/<record_id>")

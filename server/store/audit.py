@@ -156,10 +156,23 @@ def write_audit(db: Database, actor: Actor, action: str, *, entity: str | None =
                 entity_id: Any = None, site_id: int | None = None,
                 detail: dict[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Append one audit row. Call inside the mutation's ``write_tx``; returns the row written."""
+    return write_audit_many(db, actor, [(action, entity, entity_id, site_id, detail)], now=now)[0]
+
+
+def write_audit_many(db: Database, actor: Actor,
+                     entries: list[tuple[str, str | None, Any, int | None, dict[str, Any] | None]], *,
+                     now: datetime | None = None) -> list[dict[str, Any]]:
+    """Append several audit rows, in order, as :func:`write_audit` would one by one: ``entries`` are
+    ``(action, entity, entity_id, site_id, detail)``. One read of the chain head and one
+    ``executemany``; every row is chained to the one before by :func:`row_hash` (the ingest writes a
+    batch's rows this way). Call inside the mutation's ``write_tx``; returns the rows written."""
     if not db.conn.in_transaction:
         raise RuntimeError("write_audit must run inside the mutation's transaction")
-    detail = detail or {}
-    _check_no_secrets(detail)
+    details = [detail or {} for *_, detail in entries]
+    for detail in details:
+        _check_no_secrets(detail)
+    if not entries:
+        return []
     key = current_key()
     if key is not None:
         kid = key_id(key)
@@ -173,7 +186,17 @@ def write_audit(db: Database, actor: Actor, action: str, *, entity: str | None =
                 _insert(db, Actor.system("audit-key"), KEY_EPOCH_ACTION, KEY_EPOCH_ENTITY, kid, None,
                         {"scheme": "hmac-sha256", "key_id": kid,
                          "note": "rows from here on are chained with the audit key"}, now, key)
-    return _insert(db, actor, action, entity, entity_id, site_id, detail, now, key)
+    head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    at = iso(now or utc_now())
+    rows = []
+    for (action, entity, entity_id, site_id, _detail), detail in zip(entries, details):
+        row = _row(seq, at, actor, action, entity, entity_id, site_id, detail, prev, key)
+        rows.append(row)
+        seq, prev = seq + 1, row["hash"]
+    db.conn.executemany(f"INSERT INTO audit ({', '.join(rows[0])}) VALUES ({', '.join('?' for _ in rows[0])})",
+                        [list(r.values()) for r in rows])
+    return rows
 
 
 def ensure_epoch(db: Database) -> bool:
@@ -194,18 +217,25 @@ def ensure_epoch(db: Database) -> bool:
     return True
 
 
-def _insert(db: Database, actor: Actor, action: str, entity: str | None, entity_id: Any,
-            site_id: int | None, detail: dict[str, Any], now: datetime | None,
-            key: bytes | None) -> dict[str, Any]:
-    head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+def _row(seq: int, at: str, actor: Actor, action: str, entity: str | None, entity_id: Any,
+         site_id: int | None, detail: dict[str, Any], prev: str, key: bytes | None) -> dict[str, Any]:
+    """One audit row after ``prev`` (the hash of the row before), with its link."""
     row = {
-        "seq": seq, "at": iso(now or utc_now()), "actor_kind": actor.kind, "actor_id": actor.id,
+        "seq": seq, "at": at, "actor_kind": actor.kind, "actor_id": actor.id,
         "action": action, "entity": entity, "entity_id": None if entity_id is None else str(entity_id),
         "site_id": site_id, "detail": _canonical(detail), "app_version": shared.__version__,
         "prev_hash": prev,
     }
     row["hash"] = row_hash(row, key)
+    return row
+
+
+def _insert(db: Database, actor: Actor, action: str, entity: str | None, entity_id: Any,
+            site_id: int | None, detail: dict[str, Any], now: datetime | None,
+            key: bytes | None) -> dict[str, Any]:
+    head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    row = _row(seq, iso(now or utc_now()), actor, action, entity, entity_id, site_id, detail, prev, key)
     db.execute(
         f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         list(row.values()),

@@ -123,23 +123,23 @@ def authenticate_device(db: Database, token: str, *, client_addr: str | None = N
     return {**_public(row), "token_kind": kind}
 
 
-def rotation_due(db: Database, device: dict[str, Any], every: int, *,
+def count_upload(db: Database, device: dict[str, Any], every: int, *,
                  now: datetime | None = None) -> str | None:
     """Count one upload; on every ``every``-th one return a new token (stored as pending) for the
     answer to carry. The old token stays current until the client first uses the new one, so a
-    client that ignores it loses nothing. ``every`` 0: never. Caller holds no transaction."""
+    client that ignores it loses nothing. ``every`` 0: never. Runs inside the caller's write
+    transaction (the sync endpoint's ingest: one commit a request, not two)."""
     if every <= 0 or device.get("token_kind") == "previous":
         return None
-    with write_tx(db):
-        db.execute("UPDATE devices SET syncs_since_rotation = syncs_since_rotation + 1 WHERE id = ?",
-                   [device["id"]])
-        count = db.execute("SELECT syncs_since_rotation FROM devices WHERE id = ? AND revoked_at IS NULL",
-                           [device["id"]]).fetchone()
-        if count is None or count[0] < every:
-            return None
-        token = new_token()
-        db.execute("UPDATE devices SET pending_token_hash = ?, pending_token_at = ?, syncs_since_rotation = 0"
-                   " WHERE id = ?", [hash_token(token), iso(now or utc_now()), device["id"]])
+    db.execute("UPDATE devices SET syncs_since_rotation = syncs_since_rotation + 1 WHERE id = ?",
+               [device["id"]])
+    count = db.execute("SELECT syncs_since_rotation FROM devices WHERE id = ? AND revoked_at IS NULL",
+                       [device["id"]]).fetchone()
+    if count is None or count[0] < every:
+        return None
+    token = new_token()
+    db.execute("UPDATE devices SET pending_token_hash = ?, pending_token_at = ?, syncs_since_rotation = 0"
+               " WHERE id = ?", [hash_token(token), iso(now or utc_now()), device["id"]])
     return token
 
 

@@ -23,15 +23,22 @@ from shared.protocol import Protocol
 from shared.schedule import Timeline
 
 
+DOSES_SQL = "SELECT envelope FROM records WHERE participant_id = ? AND type = 'dose_confirmation'"
+
+
 def batch_labels(db: Database, protocol: Protocol, timeline: Timeline, participant_id: int,
                  new: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """``{record id: [label, …]}`` for the batch's new (validated, not yet stored) envelopes."""
     new = list(new)
-    stored = [json.loads(row[0]) for row in db.execute(
-        "SELECT envelope FROM records WHERE participant_id = ? AND type = 'dose_confirmation'",
-        [participant_id]).fetchall()]
-    doses = stored + [dict(r) for r in new if r["type"] == "dose_confirmation"]
-    findings = dose_findings(protocol, timeline, doses) if any(r["type"] == "dose_confirmation" for r in new) else {}
+    new_doses = [str(r["id"]) for r in new if r["type"] == "dose_confirmation"]
+    findings: dict = {}
+    if new_doses:
+        # every stored dose through the (participant_id, type) index (m012), but findings made only
+        # for the new ones: the work per batch grows with the doses, not with the whole history
+        # squared (issue 16)
+        stored = [json.loads(row[0]) for row in db.execute(DOSES_SQL, [participant_id]).fetchall()]
+        doses = stored + [dict(r) for r in new if r["type"] == "dose_confirmation"]
+        findings = dose_findings(protocol, timeline, doses, only=new_doses)
     out: dict[str, list[str]] = {}
     for r in new:
         found = findings.get(str(r["id"]))

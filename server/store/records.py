@@ -18,22 +18,20 @@ Per record, in this order:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import os
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlite_utils import Database
 
 from server.clock import iso, utc_now
-from server.db import query, query_one, write_tx
+from server.db import file_identity, query, query_one, write_tx
 from server.alerts.wake import wake as wake_alerts
 from server.store import device_seq
-from server.store.audit import Actor, write_audit
+from server.store.audit import Actor, write_audit, write_audit_many
 from server.store.changes import add_change
 from server.store.devices import originator, touch
 from server.store.dose_labels import batch_labels
@@ -43,7 +41,7 @@ from shared.errors import FieldError
 from shared.ids import record_key
 from shared.messages import t
 from shared.protocol import Protocol
-from shared.schedule import Entry, Timeline, planned_items, timing_labels_after
+from shared.schedule import DueItem, Entry, Timeline, planned_items, timing_labels_after
 from shared.schemas import record_errors
 from shared.schemas.fields import SAFE_INT
 
@@ -123,12 +121,7 @@ class _MatchedCache:
 
     @staticmethod
     def where(db: Database, participant_id: int) -> tuple:
-        path = db.execute("PRAGMA database_list").fetchone()[2]
-        try:
-            st = os.stat(path)
-            return (path, st.st_dev, st.st_ino, participant_id)
-        except OSError:
-            return (path, None, None, participant_id)
+        return (*file_identity(db), participant_id)
 
     def get(self, where: tuple, timeline: Timeline, count: int, last_seq: int) -> tuple | None:
         with self._lock:
@@ -136,10 +129,7 @@ class _MatchedCache:
         if kept is None or kept[:3] != (timeline, count, last_seq):
             return None
         items, last_key = kept[3], kept[4]
-        copies = [copy.copy(i) for i in items]
-        for c in copies:
-            c.record_ids = list(c.record_ids)
-        return copies, last_key
+        return [_copy_item(i) for i in items], last_key
 
     def put(self, where: tuple, timeline: Timeline, count: int, last_seq: int, items: list, last_key: tuple) -> None:
         with self._lock:
@@ -150,6 +140,15 @@ class _MatchedCache:
 
 
 _MATCHED = _MatchedCache()
+
+
+def _copy_item(item: DueItem) -> DueItem:
+    """A copy of a kept schedule item that the matching may change (its ``record_ids`` too):
+    ``copy.copy`` cost more than the rest of a one-record upload's labelling."""
+    c = object.__new__(DueItem)
+    c.__dict__.update(item.__dict__)
+    c.record_ids = list(item.record_ids)
+    return c
 
 
 class _Batch:
@@ -314,66 +313,107 @@ class _Batch:
             last_key = max(((e.entered_at, e.id) for e in others), default=first_new)
         last_key = max(last_key, max((e.entered_at, e.id) for e in new_entries))
         extra = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates])
-        inserted = 0
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
         staff_id = self.device.get("staff_id") if self.channel == "staff" else None
         who = f"staff:{staff_id}" if staff_id is not None else originator(self.device, self.device["subject"])
         seq_reused = device_seq.reused(self.db, self.device["id"], self.candidates)
+        rows = []
         for index, record in self.candidates:
             key = record.parsed["id"]  # the stored form (shared.ids.record_key); the envelope stays as sent
             drift_flag = self.drifted(record, threshold)
             labels = list(dict.fromkeys([*record.labels, *timing[key], *extra.get(record["id"], extra.get(key, [])),
                                          *(["clock_drift"] if drift_flag else []),
                                          *([device_seq.LABEL] if key in seq_reused else [])]))
-            cur = self.db.execute(
-                "INSERT INTO records (id, type, participant_id, device_id, originator, channel,"
-                " respondent, schema_version, instrument_version, event_time, entered_at, device_seq,"
-                " received_at, server_seq, sha256, envelope, clock_offset_s, client_time, drift_s,"
-                " drift_flag, labels, staff_id, staff_entered)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(id) DO NOTHING",
-                [key, record["type"], self.participant["id"], self.device["id"], who,
-                 self.channel, record["respondent"], record["schema_version"],
-                 record["instrument_version"], record["event_time"], record["entered_at"],
-                 record["device_seq"], self.received_at, next_seq, record.sha256, _canonical(dict(record)),
-                 record.get("clock_offset_s"), iso(self.client_time) if self.client_time else None,
-                 self.drift_s, int(drift_flag), _canonical(labels), staff_id, int(staff_id is not None)])
-            if cur.rowcount != 1:
-                # another writer stored this id first; its first version decides (re-read)
-                results[index] = self.stored_outcome(key, record.sha256)
-                continue
-            self.db.execute(
-                "INSERT INTO record_versions (record_id, version, payload, created_at, created_by,"
-                " requested_by, reason, changes) VALUES (?, 1, ?, ?, ?, NULL, NULL, '[]')",
-                [key, _canonical(record["payload"]), self.received_at,
-                 who if staff_id is not None else f"device:{self.device['id']}"])
-            write_audit(self.db, self.actor, "record.accept", entity="record", entity_id=key,
-                        site_id=self.device["site_id"],
-                        detail={"type": record["type"], "device_id": self.device["id"], "originator": who,
-                                "respondent": record["respondent"], "channel": self.channel,
-                                "server_seq": next_seq, "sha256": record.sha256,
-                                "event_time": record["event_time"], "entered_at": record["entered_at"],
-                                "client_time": iso(self.client_time) if self.client_time else None,
-                                "drift_s": self.drift_s, "labels": labels}, now=self.now)
-            if key in seq_reused:
-                write_audit(self.db, self.actor, "sync.device_seq_reused", entity="record", entity_id=key,
-                            site_id=self.device["site_id"],
-                            detail={"device_id": self.device["id"], "device_seq": record["device_seq"],
-                                    "first_record_id": seq_reused[key]}, now=self.now)
-            results[index] = {"id": record["id"], "status": "accepted",
-                              "receipt": {"server_seq": next_seq, "received_at": self.received_at,
-                                          "sha256": record.sha256},
-                              "labels": labels}
-            inserted += 1
-            next_seq += 1
+            rows.append((index, record, key, drift_flag, labels))
+        inserted = self.insert_all(rows, next_seq, who, staff_id, seq_reused, results)
+        next_seq += inserted
         if inserted:
             # if this transaction rolls back, the count no longer matches and the next batch starts over
             _MATCHED.put(where, timeline, count + inserted, next_seq - 1, items, last_key)
         if timeline.dose1_administered_at != before.dose1_administered_at:
             add_change(self.db, self.participant["id"], "timeline",
                        timeline_change(self.db, self.participant), now=self.now)
+
+    _RECORD_SQL = ("INSERT INTO records (id, type, participant_id, device_id, originator, channel,"
+                   " respondent, schema_version, instrument_version, event_time, entered_at, device_seq,"
+                   " received_at, server_seq, sha256, envelope, clock_offset_s, client_time, drift_s,"
+                   " drift_flag, labels, staff_id, staff_entered)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                   " ON CONFLICT(id) DO NOTHING")
+    _VERSION_SQL = ("INSERT INTO record_versions (record_id, version, payload, created_at, created_by,"
+                    " requested_by, reason, changes) VALUES (?, 1, ?, ?, ?, NULL, NULL, '[]')")
+
+    def insert_all(self, rows: list[tuple], next_seq: int, who: str, staff_id: Any,
+                   seq_reused: dict[str, str], results: list[dict[str, Any]]) -> int:
+        """Store the accepted records (``(index, record, key, drift_flag, labels)``) with
+        ``server_seq`` from ``next_seq`` on: three rows each (record, version 1, the audit rows), each
+        kind in one ``executemany``. The ids were read inside this write transaction, so none can be
+        stored already; should one be (``ON CONFLICT DO NOTHING`` stored fewer rows), the batch is
+        rolled back to its savepoint and stored one by one, the first version deciding. Returns how
+        many were stored."""
+        client_time = iso(self.client_time) if self.client_time else None
+        version_by = who if staff_id is not None else f"device:{self.device['id']}"
+        record_rows, version_rows, audit_rows = [], [], []
+        for offset, (index, record, key, drift_flag, labels) in enumerate(rows):
+            seq = next_seq + offset
+            record_rows.append(
+                [key, record["type"], self.participant["id"], self.device["id"], who,
+                 self.channel, record["respondent"], record["schema_version"],
+                 record["instrument_version"], record["event_time"], record["entered_at"],
+                 record["device_seq"], self.received_at, seq, record.sha256, _canonical(dict(record)),
+                 record.get("clock_offset_s"), client_time,
+                 self.drift_s, int(drift_flag), _canonical(labels), staff_id, int(staff_id is not None)])
+            version_rows.append([key, _canonical(record["payload"]), self.received_at, version_by])
+            audit_rows.append(self.audit_entries(record, key, seq, labels, who, client_time, seq_reused))
+        conn = self.db.conn
+        conn.execute("SAVEPOINT ingest_batch")
+        if conn.executemany(self._RECORD_SQL, record_rows).rowcount == len(record_rows):
+            conn.executemany(self._VERSION_SQL, version_rows)
+            write_audit_many(self.db, self.actor, [e for entries in audit_rows for e in entries], now=self.now)
+            conn.execute("RELEASE ingest_batch")
+            for offset, (index, record, key, _drift, labels) in enumerate(rows):
+                results[index] = self.accepted(record, next_seq + offset, labels)
+            return len(rows)
+        conn.execute("ROLLBACK TO ingest_batch")
+        conn.execute("RELEASE ingest_batch")
+        stored = 0
+        for (index, record, key, drift_flag, labels), values, version, _entries in zip(
+                rows, record_rows, version_rows, audit_rows):
+            seq = next_seq + stored
+            values[13] = seq
+            if conn.execute(self._RECORD_SQL, values).rowcount != 1:
+                # another writer stored this id first; its first version decides (re-read)
+                results[index] = self.stored_outcome(key, record.sha256)
+                continue
+            conn.execute(self._VERSION_SQL, version)
+            write_audit_many(self.db, self.actor,
+                             self.audit_entries(record, key, seq, labels, who, client_time, seq_reused), now=self.now)
+            results[index] = self.accepted(record, seq, labels)
+            stored += 1
+        return stored
+
+    def audit_entries(self, record: Any, key: str, seq: int, labels: list[str], who: str,
+                      client_time: str | None, seq_reused: dict[str, str]) -> list[tuple]:
+        """The audit rows of one stored record: ``record.accept``, and ``sync.device_seq_reused``."""
+        site = self.device["site_id"]
+        out = [("record.accept", "record", key, site,
+                {"type": record["type"], "device_id": self.device["id"], "originator": who,
+                 "respondent": record["respondent"], "channel": self.channel,
+                 "server_seq": seq, "sha256": record.sha256,
+                 "event_time": record["event_time"], "entered_at": record["entered_at"],
+                 "client_time": client_time, "drift_s": self.drift_s, "labels": labels})]
+        if key in seq_reused:
+            out.append(("sync.device_seq_reused", "record", key, site,
+                        {"device_id": self.device["id"], "device_seq": record["device_seq"],
+                         "first_record_id": seq_reused[key]}))
+        return out
+
+    def accepted(self, record: Any, seq: int, labels: list[str]) -> dict[str, Any]:
+        return {"id": record["id"], "status": "accepted",
+                "receipt": {"server_seq": seq, "received_at": self.received_at, "sha256": record.sha256},
+                "labels": labels}
 
     def drifted(self, record: Any, threshold: float) -> bool:
         """Clock drift above the protocol's threshold, seen three ways (TM-02): the request's
@@ -428,7 +468,7 @@ def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
 
 def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, protocol: Protocol,
            client_time: datetime | None = None, channel: str = "sync", actor: Actor | None = None,
-           now: datetime | None = None) -> list[dict[str, Any]]:
+           now: datetime | None = None, then: Callable[[Database], Any] | None = None) -> list[dict[str, Any]]:
     """Decide and store a batch in one transaction; one result per envelope, in order.
 
     ``device`` is a row from :func:`server.store.devices.authenticate_device` or ``get_device``
@@ -436,6 +476,8 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     (``channel="staff"``, e.g. a dose given at the site) it is a stand-in with ``id`` None and
     ``staff_id``: the record's originator is ``staff:<id>`` and it is marked ``staff_entered``.
     Results: ``{"id", "status", "receipt"?, "errors"?, "labels"?}`` (contract §2).
+    ``then(db)``, if given, runs last inside the same write transaction (the sync endpoint counts the
+    upload for token rotation there: one commit a request, not two).
     """
     now = now or utc_now()
     actor = actor or Actor.device(device["id"])
@@ -450,6 +492,8 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
         batch.record_seqs()
         if channel == "sync":
             touch(db, device["id"], now)
+        if then is not None:
+            then(db)
     for i, res in enumerate(results):
         if "_same_as" in res:
             first = results[res.pop("_same_as")]
@@ -517,12 +561,15 @@ def quarantine_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
 def open_seq_gaps(db: Database, device_id: str) -> list[int]:
     """``device_seq`` numbers recorded as missing and still not received (SY-07)."""
     missing: list[int] = []
+    gaps = query(db, "SELECT seq_from, seq_to FROM device_seq_gaps WHERE device_id = ? ORDER BY seq_from",
+                 [device_id])
+    if not gaps:          # the usual case: no need to read every seq the device sent
+        return missing
     have = {r["device_seq"] for r in query(
         db, "SELECT device_seq FROM records WHERE device_id = ? UNION"
             " SELECT device_seq FROM quarantine WHERE device_id = ? AND device_seq IS NOT NULL",
         [device_id, device_id])}
-    for gap in query(db, "SELECT seq_from, seq_to FROM device_seq_gaps WHERE device_id = ? ORDER BY seq_from",
-                     [device_id]):
+    for gap in gaps:
         missing.extend(s for s in range(gap["seq_from"], min(gap["seq_to"], gap["seq_from"] + 10000) + 1)
                        if s not in have)
     return missing

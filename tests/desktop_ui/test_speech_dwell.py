@@ -96,3 +96,48 @@ def test_dwell_is_off_by_default_then_resting_selects_and_moving_away_cancels(ap
     assert form.draft.answers["items"]["1"] == 2 and not dwell.ring.isVisible()
     dwell.step(5000)
     assert dwell.activations == 1                        # no repeat without leaving first
+
+
+def _pointer(widget, kind: str) -> None:
+    """A pointer event delivered straight to the real widget, through the application's filters
+    (as the window system would deliver it; no global cursor, so no order between tests)."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QEnterEvent, QMouseEvent
+    from desktop.ui.qt import QApplication, QEvent, Qt
+    local = QPointF(widget.rect().center())
+    glob = QPointF(widget.mapToGlobal(widget.rect().center()))
+    if kind == "enter":
+        event = QEnterEvent(local, local, glob)
+    elif kind == "move":
+        event = QMouseEvent(QEvent.Type.MouseMove, local, glob, Qt.MouseButton.NoButton,
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    else:
+        event = QEvent(QEvent.Type.Leave)
+    QApplication.sendEvent(widget, event)
+
+
+def test_a_pointer_resting_on_an_answer_selects_it_and_leaving_early_cancels(app):
+    """Real pointer events on the real answer buttons, the controller's own timer (the shortest
+    dwell the settings allow), waits on conditions with a bound."""
+    form = item_page(app)
+    app.w.access.apply(dwell_ms=500)
+    dwell = app.w.access.dwell
+    assert dwell.active and not dwell.manual_clock
+    three, two = app.find(WrapButton, "opt_3"), app.find(WrapButton, "opt_2")
+    items = lambda: form.draft.answers.get("items") or {}           # noqa: E731
+
+    _pointer(three, "enter")
+    _pointer(three, "move")
+    assert dwell.target is three and dwell.ring.isVisible()
+    app.qtbot.waitUntil(lambda: dwell.elapsed > 0, timeout=3000)     # the ring has begun to fill
+    assert "1" not in items()
+    _pointer(three, "leave")                                         # left early: cancelled
+    assert dwell.target is None and not dwell.ring.isVisible() and dwell.elapsed == 0
+
+    _pointer(two, "enter")                                           # rest on 2 until it is pressed
+    _pointer(two, "move")
+    app.qtbot.waitUntil(lambda: dwell.activations == 1, timeout=5000)
+    assert items()["1"] == 2                                         # 3 never fired, though it had a head start
+    assert app.find(WrapButton, "opt_2").property("selected") is True
+    assert form.step_id == "item:1"                                  # dwell selects; it never goes on by itself
+    assert not dwell.ring.isVisible()

@@ -146,7 +146,9 @@ def test_a_digit_on_the_last_question_reaches_the_review_and_enter_there_submits
     form.go("item:12")
     app.key(K.Key_2)
     assert form.step_id == "review" and app.focus().objectName() == "stem"
-    assert "12. " in app.find(QLabel, "typedNote").text()
+    assert app.find(QLabel, "typedNote").text() == ("Recorded for 12. Respiratory insufficiency: 2 — "
+                                                    "Uses BiPAP (breathing machine) all through the night. "
+                                                    "Press ← to change it, or → to go to “Submit answers”.")
     app.key(K.Key_Return)                              # out of habit (digit, Enter): nothing is sent
     app.settle()
     assert app.screen() == "form:alsfrs_r" and app.store.outbox.entries() == []

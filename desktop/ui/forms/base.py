@@ -478,7 +478,10 @@ class WizardForm(Screen):
         if now.id != step.id or (now.notice and now.notice != step.notice) or not self.answered(now):
             return
         name = now.review_label or now.progress or now.stem
-        self.typed_note = self.tr("form.typed_note", question=name, answer=self.answer_text(now).rstrip(".。"))
+        steps = self.steps()
+        to_review = self.return_to_review or self._index(steps) + 1 == len(steps) - 1
+        key = "form.typed_note_review" if to_review else "form.typed_note"
+        self.typed_note = self.tr(key, question=name, answer=self.answer_text(now).rstrip(".。"))
         try:
             self.next()
         finally:

@@ -95,7 +95,7 @@ def _switch_rows(r: dict) -> list[Row]:
             f"{one['seconds'] / 60:.1f} min at {r['interval_ms'] / 1000:g} s a step", "", ""),
         Row("  by two switches (step-scan)", f"{two['presses']} presses",
             f"{two['steps']} move + {two['selections']} choose", "", "", ""),
-        Row("  by keyboard (digits choose, Enter goes on)", f"{kb['keys']} keys", "stored records equal the answers"
+        Row("  by keyboard (a digit answers an item and goes on; review, then Submit)", f"{kb['keys']} keys", "stored records equal the answers"
             if ok else "STORED RECORDS DIFFER", "", "≤ 26", verdict(kb["keys"] <= 26)),
     ]
 

@@ -5,7 +5,9 @@ only. From the form's first page to Submit: respondent "the participant", no fee
 twelve items at 4,4,3,3,2,3,3,2,1,4,4,3. One switch: presses, and the time at the default speed,
 counted as (highlight stops passed + selections) × interval: the highlight rests one interval on
 every stop and the press comes at the latest at the end of the target's interval. Two switches:
-"move" presses + "choose" presses. Keyboard: every key pressed (digits choose by score, Enter goes on).
+"move" presses + "choose" presses. Keyboard: every key pressed (Enter chooses and Enter goes on for
+the two first pages; on the items a digit chooses by score and goes on; on the review page → reaches
+Submit and Enter submits).
 """
 
 from __future__ import annotations
@@ -102,8 +104,9 @@ def run() -> dict:
         key(K.Key_Return)
         form = w.current()
         while form.step_id.startswith("item:"):
-            key(getattr(K, f"Key_{scores[form.step_id.split(':')[1]]}"))
-            key(K.Key_Return)
+            key(getattr(K, f"Key_{scores[form.step_id.split(':')[1]]}"))   # answers and goes on
+        assert form.step_id == "review"
+        key(K.Key_Right)                   # the review page: to Submit
         key(K.Key_Return)                  # Submit
         payload = _finish(app, w, store)
         out["keyboard"] = {"keys": keys, "stored_ok": payload == {"gastrostomy": False, "items": scores}}

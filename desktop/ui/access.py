@@ -11,7 +11,7 @@ from typing import Any
 
 from desktop.store.settings import AccessPrefs
 from desktop.ui.dwell import DwellController
-from desktop.ui.qt import QKeySequence, announce
+from desktop.ui.qt import QKeySequence, announce, isValid
 from desktop.ui.scan import ScanController
 from desktop.ui.speech import Speaker
 from desktop.ui.widgets import WrapButton
@@ -33,7 +33,7 @@ class Access:
     def __init__(self, nav: Any, speaker: Speaker | None = None) -> None:
         self.nav = nav
         self.ctx = nav.ctx
-        self.speaker = speaker or Speaker(parent=nav)
+        self.speaker = speaker or Speaker(parent=nav, factory=getattr(self.ctx, "speech_factory", None))
         self.scan = ScanController(nav, speak=self._speak_highlight)
         self.dwell = DwellController(nav)
         self.prefs = self.ctx.store.settings.access()
@@ -60,12 +60,9 @@ class Access:
             self.speaker.say(text, self.ctx.lang)
 
     def say(self, text: str) -> str:
-        """Speak ``text`` in the language shown; "" if it is being spoken, else the reason why not."""
-        self.speaker.last_text = text
-        problem = self.speaker.problem(self.ctx.lang)
-        if problem:
-            return problem
-        return "" if self.speaker.say(text, self.ctx.lang) else "speech.no_engine"
+        """Speak ``text`` in the language shown; "" if it is being spoken, "speech.starting" if it
+        will be once the engine has started (never waited for here), else the reason why not."""
+        return self.speaker.say(text, self.ctx.lang)
 
     @staticmethod
     def question_text(step: Any) -> str:
@@ -88,14 +85,29 @@ def read_aloud_button(form: Any, step: Any, layout: Any) -> WrapButton | None:
     button.setAccessibleName(tr("speech.read_aloud_name"))
     button.setAccessibleDescription(tr("speech.read_aloud_description"))
 
-    def read() -> None:
-        problem = access.say(Access.question_text(step))
+    def show(problem: str) -> None:
+        if not isValid(button):
+            return
         if problem:
             button.setText(tr(problem))
             button.setAccessibleName(tr(problem))
             announce(button, tr(problem))
         else:
             button.setText(tr("speech.reading"))
+
+    def started(_status: str) -> None:      # the engine has started, failed, or missed its time
+        speaker = access.speaker
+        try:
+            speaker.status_changed.disconnect(started)
+        except (RuntimeError, TypeError):
+            pass
+        show(speaker.problem(form.ctx.lang))
+
+    def read() -> None:
+        problem = access.say(Access.question_text(step))
+        if problem == "speech.starting":
+            access.speaker.status_changed.connect(started)
+        show(problem)
     button.clicked.connect(read)
     layout.addWidget(button)
     return button

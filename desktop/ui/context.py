@@ -41,8 +41,9 @@ class UiContext(QObject):
 
     def __init__(self, store: Store, clock: Clock, tokens: TokenStore | None = None,
                  transport_factory: TransportFactory = _http, server_url: str = "",
-                 language: str | None = None) -> None:
+                 language: str | None = None, speech_factory: Callable[[], Any] | None = None) -> None:
         super().__init__()
+        self.speech_factory = speech_factory   # None: Qt's engine (desktop/ui/speech.py); tests inject
         self.store = store
         self.clock = clock
         self.tokens = tokens or TokenStore(store.data_dir)

@@ -91,7 +91,12 @@ class DwellController(QObject):
         if not self.active or not isinstance(obj, QWidget) or obj.window() is not self.nav:
             return False
         t = event.type()
-        if t in (QEvent.Type.Enter, QEvent.Type.MouseMove, QEvent.Type.HoverMove):
+        if t in (QEvent.Type.MouseMove, QEvent.Type.HoverMove):
+            # an ignored move goes on to the parents: judge it by what is under the pointer there,
+            # not by the parent itself (else each move would cancel the dwell it is part of)
+            under = obj.childAt(event.position().toPoint())
+            self.hover(self.target_of(under or obj))
+        elif t == QEvent.Type.Enter:
             self.hover(self.target_of(obj))
         elif t == QEvent.Type.Leave and obj is self.target:
             self.hover(None)

@@ -429,6 +429,7 @@ class Navigator(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802
         self.status_timer.stop()
+        self.access.speaker.shutdown()      # the speech thread, if read aloud was ever used
         super().closeEvent(event)
 
     def install_tray(self) -> None:

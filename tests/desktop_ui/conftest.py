@@ -51,12 +51,13 @@ class App:
 
 
 def make_window(qtbot, tmp_path, paired: bool = True, lang: str = "en", show_scores: bool = False,
-                server: FakeServer | None = None) -> App:
+                server: FakeServer | None = None, speech_factory=None) -> App:
     store = Store(tmp_path / "data")
     if paired:
         scene_pair(store, show_scores=show_scores)
     server = server or FakeServer(participant="001-017")
-    ctx = UiContext(store, scene_clock(), transport_factory=lambda url, token: server, language=lang)
+    ctx = UiContext(store, scene_clock(), transport_factory=lambda url, token: server, language=lang,
+                    speech_factory=speech_factory)
     return App(qtbot, show_window(qtbot, Navigator(ctx)), server)
 
 

@@ -28,9 +28,10 @@ def alsfrs(app, score: int = 3) -> None:
     app.key(K.Key_Return)
     for _ in ALSFRS_ITEM_KEYS_5A:
         assert app.w.current().step_id.startswith("item:")
-        app.key(getattr(K, f"Key_{score}"))   # the option scored so, not the one in that place
-        app.key(K.Key_Return)
+        app.key(getattr(K, f"Key_{score}"))   # the option scored so, not the one in that place; goes on
     assert app.w.current().step_id == "review"
+    assert app.focus().objectName() == "stem"   # the heading: an Enter here submits nothing
+    app.key(K.Key_Right)
     assert app.focus().objectName() == "submit"
     app.key(K.Key_Return)
     app.settle()

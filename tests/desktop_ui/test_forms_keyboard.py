@@ -51,10 +51,11 @@ def test_nasal_with_symptoms_notes_and_the_safety_notice(app):
     while form.step_id.startswith("symptom:"):
         name = form.step_id.split(":")[1]
         seen.append(name)
-        app.key(getattr(K, f"Key_{grades.get(name, 0)}"))
-        app.key(K.Key_Return)
+        app.key(getattr(K, f"Key_{grades.get(name, 0)}"))   # answers and goes on
     assert "cough_choking_dosing" not in seen and len(seen) == 13     # not a dosing day
     assert form.step_id == "epistaxis_help"
+    assert app.focus().objectName() == "stem"
+    app.key(K.Key_Down)                       # into the answers
     app.key(K.Key_Return)                     # Yes, it needed help
     app.key(K.Key_Return)
     app.key(K.Key_Down)                       # saw a doctor: No

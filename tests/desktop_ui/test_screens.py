@@ -101,14 +101,62 @@ def test_digits_choose_by_score_arrows_move_without_choosing(app):
     assert app.focus().objectName() == "opt_4"
     app.key(K.Key_Down, 2)
     assert app.focus().objectName() == "opt_2" and form.draft.answers.get("items") is None
-    app.key(K.Key_0)
-    assert form.draft.answers["items"]["1"] == 0
-    assert app.find(WrapButton, "opt_0").property("selected") is True
-    assert app.focus().objectName() == "next"
+    app.key(K.Key_0)                                   # answers and goes on
+    assert form.draft.answers["items"]["1"] == 0 and form.step_id == "item:2"
+    note = app.find(QLabel, "typedNote")
+    assert note.text() == "Recorded for 1. Speech: 0 — Useful speech is lost. Press ← to change it."
+    assert app.focus().objectName() == "stem"          # not an answer: a habitual Enter picks nothing
+    app.key(K.Key_Return)
+    assert form.step_id == "item:2" and "2" not in form.draft.answers["items"]
     app.key(K.Key_7)                                   # ignored
-    assert form.draft.answers["items"]["1"] == 0
-    app.key(K.Key_Left)                                # Back
+    assert form.step_id == "item:2" and "2" not in form.draft.answers["items"]
+    app.key(K.Key_Down)                                # from the question into the answers
+    assert app.focus().objectName() == "opt_4" and "2" not in form.draft.answers["items"]
+    app.key(K.Key_Left)                                # Back: the typed answer is shown, and can change
+    assert form.step_id == "item:1" and app.find(WrapButton, "opt_0").property("selected") is True
+    assert app.focus().objectName() == "opt_0"
+    app.key(K.Key_Up)
+    app.key(K.Key_Return)                              # chosen by Enter: selects, no auto-advance
+    assert form.step_id == "item:1" and form.draft.answers["items"]["1"] == 1
+    assert app.focus().objectName() == "next"
+    app.key(K.Key_Left)
     assert form.step_id == "gastrostomy"
+
+
+def test_a_held_digit_answers_one_question_not_several(app):
+    from desktop.ui.qt import QEvent, QKeyEvent
+    app.w.open_form("alsfrs_r", {})
+    form = app.w.current()
+    form.draft.answers.update(respondent="participant", gastrostomy=False)
+    form.go("item:1")
+    QApplication.sendEvent(app.focus(), QKeyEvent(QEvent.Type.KeyPress, K.Key_3, Qt.KeyboardModifier.NoModifier, "3"))
+    assert form.step_id == "item:2"
+    for _ in range(5):                                 # the key is still down: auto-repeat presses
+        QApplication.sendEvent(app.focus(), QKeyEvent(QEvent.Type.KeyPress, K.Key_3,
+                                                      Qt.KeyboardModifier.NoModifier, "3", True))
+    assert form.step_id == "item:2" and form.draft.answers["items"] == {"1": 3}
+
+
+def test_a_digit_on_the_last_question_reaches_the_review_and_enter_there_submits_nothing(app):
+    from shared.vocab import ALSFRS_ITEM_KEYS_5A
+    app.w.open_form("alsfrs_r", {})
+    form = app.w.current()
+    form.draft.answers.update(respondent="participant", gastrostomy=False,
+                              items={k: 4 for k in ALSFRS_ITEM_KEYS_5A if k != "12"})
+    form.go("item:12")
+    app.key(K.Key_2)
+    assert form.step_id == "review" and app.focus().objectName() == "stem"
+    assert app.find(QLabel, "typedNote").text() == ("Recorded for 12. Respiratory insufficiency: 2 — "
+                                                    "Uses BiPAP (breathing machine) all through the night. "
+                                                    "Press ← to change it, or → to go to “Submit answers”.")
+    app.key(K.Key_Return)                              # out of habit (digit, Enter): nothing is sent
+    app.settle()
+    assert app.screen() == "form:alsfrs_r" and app.store.outbox.entries() == []
+    app.key(K.Key_Right)                               # → reaches Submit; Enter submits
+    assert app.focus().objectName() == "submit"
+    app.key(K.Key_Return)
+    app.settle()
+    assert app.screen() == "today" and len(app.store.outbox.entries()) == 1
 
 
 def test_pause_keeps_the_draft_and_resumes_on_the_same_page(app):
@@ -116,7 +164,7 @@ def test_pause_keeps_the_draft_and_resumes_on_the_same_page(app):
     form = app.w.current()
     form.draft.answers.update(respondent="participant", gastrostomy=False)
     form.go("item:4")
-    app.key(K.Key_2)
+    app.find(WrapButton, "opt_2").click()              # a click selects and stays on the page
     app.key(K.Key_Escape)
     assert app.screen() == "today" and app.w.banner("paused") is not None
     card = app.find(WrapButton, "card_0")
@@ -150,9 +198,9 @@ def test_review_lists_unanswered_first_and_blocks_submit(app):
     assert app.focus().accessibleName() == "Go to question: 3. Swallowing"
     app.key(K.Key_Return)
     assert form.step_id == "item:3"
-    app.key(K.Key_1)
-    app.key(K.Key_Return)                              # Next returns to the review
+    app.key(K.Key_1)                                   # answers and returns to the review
     assert form.step_id == "review" and app.find(WrapButton, "submit").isEnabled()
+    assert form.draft.answers["items"]["3"] == 1
     labels = " ".join(lab.text() for lab in form.findChildren(QLabel))
     assert "48" not in labels and "Total" not in labels    # never a total while entering
 

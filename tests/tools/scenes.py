@@ -177,6 +177,34 @@ def _high_contrast(w) -> None:
 
 
 # (name, needs pairing, build)
+def _typed(kind: str, answers: dict, page: str, digit: int) -> Callable:
+    """A form page as it is after the digit ``digit`` answered ``page`` by keyboard (and went on)."""
+    def build(w) -> None:
+        from desktop.ui.qt import QApplication, QEvent, QKeyEvent, Qt
+        _form(kind, answers, page)(w)
+        key = getattr(Qt.Key, f"Key_{digit}")
+        QApplication.sendEvent(w.current(), QKeyEvent(QEvent.Type.KeyPress, key, Qt.KeyboardModifier.NoModifier,
+                                                      str(digit)))
+    return build
+
+
+def _read_aloud(start_ms: int) -> Callable:
+    """An item page after "Read aloud" was pressed while the speech engine is still starting
+    (``start_ms`` long) or, with 0, after it failed to start in time."""
+    def build(w) -> None:
+        import time as _time
+        from desktop.ui.qt import QApplication
+        from desktop.ui.speech import Speaker
+        from desktop.ui.widgets import WrapButton
+        w.access.speaker = Speaker(parent=w, factory=lambda: _time.sleep(0.5), start_ms=start_ms)
+        _form("alsfrs_r", {"respondent": "caregiver", "gastrostomy": False, "items": {"1": 4, "2": 4}}, "item:3")(w)
+        button = next(b for b in w.current().findChildren(WrapButton, "readAloud") if b.isVisible())
+        button.click()
+        if not start_ms:
+            QApplication.processEvents()
+    return build
+
+
 SCENES: list[tuple[str, bool, Callable]] = [
     ("01-pairing", False, lambda w: w.show_pairing()),
     ("02-pairing-error", False, _pairing_error),
@@ -190,6 +218,12 @@ SCENES: list[tuple[str, bool, Callable]] = [
     ("09-alsfrs-item-who", True, _form("alsfrs_r", {"respondent": "participant", "gastrostomy": False,
                                                      "items": {"11": 2}, "item_respondent": {"11": "caregiver"}},
                                         "item:11")),
+    ("08b-alsfrs-item-typed", True, _typed("alsfrs_r", {"respondent": "caregiver", "gastrostomy": False,
+                                                        "items": {"1": 4, "2": 4}}, "item:3", 3)),
+    ("08c-read-aloud-starting", True, _read_aloud(5000)),
+    ("08d-read-aloud-not-started", True, _read_aloud(0)),
+    ("10b-alsfrs-review-typed", True, _typed("alsfrs_r", {"respondent": "caregiver", "gastrostomy": False,
+                                                          "items": dict(ITEMS_SOME, **{"3": 3})}, "item:12", 2)),
     ("10-alsfrs-review", True, _form("alsfrs_r", {"respondent": "caregiver", "gastrostomy": False,
                                                    "items": ITEMS_SOME}, "review")),
     ("11-nasal-any", True, _form("nasal_symptoms", {"respondent": "caregiver"}, "any",

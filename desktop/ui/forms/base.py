@@ -3,8 +3,11 @@
 A form lists its :class:`Step` s from the answers so far; the wizard shows one at a time with Back,
 Pause, a progress line and Next (disabled until answered), writes the draft on every answer, ends
 with a review page, and submits through :class:`desktop.services.entries.EntryService`.
-Keys: 0–4 pick the option with that score; ↑/↓ move between options; Space/Enter pick and move to
-Next; →/Page Down = Next; ←/Page Up/Backspace = Back; Esc = Pause (the draft is kept); F1 = help.
+Keys: 0–4 pick the option with that score and go on to the next page (a held key answers one page,
+never several; the next page says what was recorded, with its focus on the question, not on an answer,
+so a following Enter picks nothing); ↑/↓ move between options; Space/Enter pick and move to Next
+(no auto-advance: a click, a switch or a dwell only selects); →/Page Down = Next, and on the review
+page they move to Submit; ←/Page Up/Backspace = Back; Esc = Pause (the draft is kept); F1 = help.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class WizardForm(Screen):
         self.errors: list[str] = []
         self.submitting = False
         self.show_help = False
+        self.typed_note = ""             # "Question 1: 3 — …" after a digit answered the previous page
         self.options: list[OptionButton] = []
         self.next_button: WrapButton | None = None
         self._save_timer = QTimer(self)
@@ -210,6 +214,7 @@ class WizardForm(Screen):
         self.options = []
         self.next_button = None
         self._first_field: QWidget | None = None
+        self._stem = None
         top = self.row()
         back = self.button(self.tr("form.back"), self.back, layout=top, name="back")
         back.setAccessibleName(self.tr("form.back_name"))
@@ -231,11 +236,14 @@ class WizardForm(Screen):
             bar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             self.add(bar)
         self.setAccessibleDescription(step.progress or step.stem)
+        if self.typed_note:
+            self.text(self.typed_note, "typedNote", role="small")
         if step.kind == "review":
             self.render_review(steps)
             return
         stem = self.text(step.stem, "stem")
         stem.setAccessibleName(step.stem)
+        self._stem = stem
         if step.help:
             self.text(step.help)
         if step.notice:
@@ -265,6 +273,7 @@ class WizardForm(Screen):
             self._first = selected[0]
 
     _first_field: QWidget | None = None
+    _stem: QWidget | None = None
 
     def render_options(self, step: Step) -> None:
         current = step.get()
@@ -391,7 +400,7 @@ class WizardForm(Screen):
         return ""
 
     def render_review(self, steps: list[Step]) -> None:
-        self.text(self.tr("review.heading"), "stem")
+        self._stem = self.text(self.tr("review.heading"), "stem")
         self.text(self.tr("review.explain"))
         rows = self.review_rows(steps)
         missing = [r for r in rows if not r.answered]
@@ -459,19 +468,52 @@ class WizardForm(Screen):
         self.focus_first()
 
     # --- keys -------------------------------------------------------------------------------------
+    def answer_by_digit(self, step: Step, button: OptionButton) -> None:
+        """A typed score answers the page and goes on, unless the answer put a notice on this page or
+        changed which page this is. The next page names what was recorded (and announces it) and has
+        its focus on the question (the heading on the review page), so an Enter typed out of habit
+        neither picks an answer nor submits: ↓ reaches the answers, → reaches Submit."""
+        button.click()
+        now = self.current()
+        if now.id != step.id or (now.notice and now.notice != step.notice) or not self.answered(now):
+            return
+        name = now.review_label or now.progress or now.stem
+        steps = self.steps()
+        to_review = self.return_to_review or self._index(steps) + 1 == len(steps) - 1
+        key = "form.typed_note_review" if to_review else "form.typed_note"
+        self.typed_note = self.tr(key, question=name, answer=self.answer_text(now).rstrip(".。"))
+        try:
+            self.next()
+        finally:
+            note, self.typed_note = self.typed_note, ""
+        if self.step_id != step.id and self._stem is not None:
+            self._stem.setFocusPolicy(Qt.FocusPolicy.ClickFocus)   # focusable, but no extra Tab stop
+            self._stem.setFocus(Qt.FocusReason.OtherFocusReason)
+            announce(self, note)
+
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
         key = event.key()
         step = self.current()
         if key in DIGITS and step.digits:
+            if event.isAutoRepeat():
+                return
             value = DIGITS[key]
             for b in self.options:
                 if b.value == value:
-                    b.click()
+                    self.answer_by_digit(step, b)
                     return
             return
         if key in (Qt.Key.Key_Right, Qt.Key.Key_PageDown):
-            if self.next_button is not None and self.next_button.isEnabled() and step.kind != "review":
+            if step.kind == "review":
+                if self.next_button is not None and self.next_button.isEnabled():
+                    self.next_button.setFocus(Qt.FocusReason.OtherFocusReason)
+            elif self.next_button is not None and self.next_button.isEnabled():
                 self.next()
+            return
+        if key in (Qt.Key.Key_Up, Qt.Key.Key_Down) and self.options:
+            # from the question text (after a typed answer): into the answers, nothing chosen
+            target = next((b for b in self.options if b.is_selected()), self.options[0])
+            target.setFocus(Qt.FocusReason.OtherFocusReason)
             return
         if key in (Qt.Key.Key_Left, Qt.Key.Key_PageUp, Qt.Key.Key_Backspace):
             self.back()

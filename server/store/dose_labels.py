@@ -12,7 +12,6 @@ record; the record is stored as sent.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Mapping
 
 from sqlite_utils import Database
@@ -23,7 +22,21 @@ from shared.protocol import Protocol
 from shared.schedule import Timeline
 
 
-DOSES_SQL = "SELECT envelope FROM records WHERE participant_id = ? AND type = 'dose_confirmation'"
+#: a participant's stored doses that were given, with only what :func:`dose_findings` reads (SQLite's
+#: JSON functions pick the fields: no envelope is parsed in Python, issue 13); doses not given or
+#: without a time are never judged, here or in ``dose_findings``
+DOSES_SQL = ("SELECT id, entered_at, json_extract(envelope, '$.payload.administered_at'),"
+             " json_extract(envelope, '$.payload.dose_number') FROM records"
+             " WHERE participant_id = ? AND type = 'dose_confirmation'"
+             " AND json_type(envelope, '$.payload.given') = 'true'"
+             " AND json_extract(envelope, '$.payload.administered_at') IS NOT NULL")
+
+
+def stored_doses(db: Database, participant_id: int) -> list[dict[str, Any]]:
+    """The participant's given doses as stored, in the shape :func:`dose_findings` reads."""
+    return [{"id": rid, "type": "dose_confirmation", "entered_at": entered,
+             "payload": {"given": True, "administered_at": at, "dose_number": number}}
+            for rid, entered, at, number in db.execute(DOSES_SQL, [participant_id]).fetchall()]
 
 
 def batch_labels(db: Database, protocol: Protocol, timeline: Timeline, participant_id: int,
@@ -36,8 +49,7 @@ def batch_labels(db: Database, protocol: Protocol, timeline: Timeline, participa
         # every stored dose through the (participant_id, type) index (m012), but findings made only
         # for the new ones: the work per batch grows with the doses, not with the whole history
         # squared (issue 16)
-        stored = [json.loads(row[0]) for row in db.execute(DOSES_SQL, [participant_id]).fetchall()]
-        doses = stored + [dict(r) for r in new if r["type"] == "dose_confirmation"]
+        doses = stored_doses(db, participant_id) + [dict(r) for r in new if r["type"] == "dose_confirmation"]
         findings = dose_findings(protocol, timeline, doses, only=new_doses)
     out: dict[str, list[str]] = {}
     for r in new:

@@ -127,32 +127,31 @@ class Outbox(Part):
 
     def mark_sending(self, ids: list[str], now: str) -> None:
         with self.tx() as db:
-            for entry_id in ids:
-                db.execute("UPDATE entries SET state = 'sent', sent_at = ?, updated_at = ?, "
-                           "attempts = attempts + 1 WHERE id = ? AND state IN ('saved', 'sent')",
-                           [now, now, entry_id])
+            db.conn.executemany("UPDATE entries SET state = 'sent', sent_at = ?, updated_at = ?, "
+                                "attempts = attempts + 1 WHERE id = ? AND state IN ('saved', 'sent')",
+                                [(now, now, entry_id) for entry_id in ids])
 
     def mark_unsent(self, ids: list[str], now: str) -> None:
         """The request failed before any answer: the entries are waiting again."""
         with self.tx() as db:
-            for entry_id in ids:
-                db.execute("UPDATE entries SET state = 'saved', updated_at = ? "
-                           "WHERE id = ? AND state = 'sent'", [now, entry_id])
+            db.conn.executemany("UPDATE entries SET state = 'saved', updated_at = ? "
+                                "WHERE id = ? AND state = 'sent'", [(now, entry_id) for entry_id in ids])
 
     def record(self, outcomes: list[Outcome], now: str) -> None:
         """Store a response's outcomes in one transaction. A received entry never changes again."""
+        rows = []
+        for o in outcomes:
+            received_at = (o.receipt or {}).get("received_at") if o.state == "received" else None
+            labels = json.dumps(list(o.labels))
+            rows.append((o.state, o.server_status, json.dumps(o.receipt) if o.receipt else None, o.message,
+                         json.dumps(list(o.errors), ensure_ascii=False) if o.errors else None,
+                         labels, labels, received_at, now, o.id))
         with self.tx() as db:
-            for o in outcomes:
-                received_at = (o.receipt or {}).get("received_at") if o.state == "received" else None
-                db.execute(
-                    "UPDATE entries SET state = ?, server_status = ?, receipt = COALESCE(?, receipt), "
-                    "server_message = ?, server_errors = ?, labels = CASE WHEN ? = '[]' THEN labels "
-                    "ELSE ? END, received_at = COALESCE(?, received_at), updated_at = ? "
-                    "WHERE id = ? AND state IN ('saved', 'sent')",
-                    [o.state, o.server_status,
-                     json.dumps(o.receipt) if o.receipt else None, o.message,
-                     json.dumps(list(o.errors), ensure_ascii=False) if o.errors else None,
-                     json.dumps(list(o.labels)), json.dumps(list(o.labels)), received_at, now, o.id])
+            db.conn.executemany(
+                "UPDATE entries SET state = ?, server_status = ?, receipt = COALESCE(?, receipt), "
+                "server_message = ?, server_errors = ?, labels = CASE WHEN ? = '[]' THEN labels "
+                "ELSE ? END, received_at = COALESCE(?, received_at), updated_at = ? "
+                "WHERE id = ? AND state IN ('saved', 'sent')", rows)
 
     def counts(self, device_id: str | None = None) -> dict[str, int]:
         sql = "SELECT state, COUNT(*) AS n FROM entries"

@@ -127,7 +127,8 @@ class SyncEngine:
             result.pulled = self._pull(pairing.device_id)
         except _Stop as stop:
             result.outcome, result.message = stop.outcome, stop.message
-        result.waiting = len(self.store.outbox.waiting(pairing.device_id))
+        counts = self.store.outbox.counts(pairing.device_id)
+        result.waiting = counts["saved"] + counts["sent"]
         return result
 
     def _after(self, result: SyncResult, started: datetime) -> None:

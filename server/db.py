@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlite_utils import Database
+from sqlite_utils.utils import dedupe_keys
 
 DEFAULT_BUSY_TIMEOUT_MS = 10000
 
@@ -98,8 +99,17 @@ def file_identity(db: Database) -> tuple:
 
 
 def query(db: Database, sql: str, params: tuple | list | dict = ()) -> list[dict]:
-    """Rows of a read query as dicts."""
-    return list(db.query(sql, params))
+    """Rows of a read query as dicts.
+
+    A plain ``SELECT`` (or ``WITH``) runs straight on the connection: sqlite-utils' ``query`` wraps
+    every statement in a savepoint of its own, in case it turns out to write (two more statements
+    for each read, about a third of those a one-record upload runs; issue 13). Anything else goes
+    through ``db.query`` and its guard."""
+    if not sql.lstrip()[:6].upper().startswith(("SELECT", "WITH")):
+        return list(db.query(sql, params))
+    cursor = db.conn.execute(sql, params)
+    keys = dedupe_keys(d[0] for d in cursor.description)
+    return [dict(zip(keys, row)) for row in cursor]
 
 
 def query_one(db: Database, sql: str, params: tuple | list | dict = ()) -> dict | None:

@@ -33,6 +33,7 @@ from sqlite_utils import Database
 
 import shared
 from server.clock import iso, utc_now
+from server.db import CHUNK_ROWS, key_ordered_chunks, read_snapshot
 
 GENESIS = "0" * 64
 SECRET_KEYS = frozenset({"password", "token", "pairing_code", "secret", "password_hash",
@@ -255,25 +256,32 @@ class ChainReport:
                 "problem": self.problem}
 
 
-def _rows(db: Database) -> Iterator[dict[str, Any]]:
-    cur = db.execute("SELECT * FROM audit ORDER BY seq")
-    names = [d[0] for d in cur.description]
-    for values in cur:
-        yield dict(zip(names, values))
+def _rows(db: Database, chunk: int) -> Iterator[dict[str, Any]]:
+    """Every audit row, oldest first, ``chunk`` rows per read (memory flat in the chain's length)."""
+    names = [r[1] for r in db.execute("PRAGMA table_info(audit)")]  # the columns of SELECT *, in order
+    for rows in key_ordered_chunks(db, "audit", "seq", chunk=chunk):
+        for values in rows:
+            yield dict(zip(names, values[1:]))
 
 
-def verify_chain(db: Database, keys: dict[str, bytes] | None = None) -> ChainReport:
-    """Recompute every link; report the first row that does not match (AT-03).
+def verify_chain(db: Database, keys: dict[str, bytes] | None = None, *, chunk: int | None = None) -> ChainReport:
+    """Recompute every link; report the first row that does not match (AT-03). The rows are read
+    ``chunk`` at a time (default :data:`server.db.CHUNK_ROWS`), in one read transaction.
 
     Rows from an ``audit.chain_keyed`` epoch on are checked with that epoch's key (``keys``: by key
     id, default :func:`known_keys`). With a key configured, a chain that has no epoch for it is not
     ok either: someone removed the keyed rows and re-chained the rest with plain sha256, or the
     server never wrote with this key (start it once, or run ``init``, to open the epoch)."""
+    with read_snapshot(db):
+        return _verify_chain(db, keys, CHUNK_ROWS if chunk is None else chunk)
+
+
+def _verify_chain(db: Database, keys: dict[str, bytes] | None, chunk: int) -> ChainReport:
     default = keys is None
     keys = known_keys() if keys is None else keys
     prev, expected_seq, count, key = GENESIS, 1, 0, None
     epochs: list[str] = []
-    for row in _rows(db):
+    for row in _rows(db, chunk):
         count += 1
         if row["seq"] != expected_seq:
             return ChainReport(False, count, expected_seq, f"row {expected_seq} is missing")

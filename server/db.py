@@ -108,7 +108,7 @@ def query_one(db: Database, sql: str, params: tuple | list | dict = ()) -> dict 
 
 
 #: rows per statement when a whole table is read in key order (``audit verify``)
-CHUNK_ROWS = 2000
+CHUNK_ROWS = 500
 
 
 def key_ordered_chunks(db: Database | sqlite3.Connection, source: str, key: str, columns: str = "*", *, where: str = "",

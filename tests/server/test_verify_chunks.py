@@ -5,7 +5,8 @@ chunk boundary, with the same report as when everything fits in one chunk.
 The database is read through a connection that counts the rows each statement hands back; verify
 with a small ``chunk`` must never get more than a chunk's worth from one statement, while the tables
 hold many chunks. Going back to ``SELECT ... FROM records`` (or audit, or versions) in one statement
-fails the count."""
+fails the count. Last, verify reads one snapshot: a write landing between two of its reads is not
+taken for tampering."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from sqlite_utils import Database
 from server.db import CHUNK_ROWS, open_db
 from server.store.audit import Actor
 from server.store.integrity import expected_trigger_sql, verify_database
+from server.store.staff import add_staff
 from server.store.versions import correct_record
-from tests.server.helpers import pair, upload
+from tests.server.helpers import ADMIN, PASSWORD, pair, upload
 from tests.support.records import make_nasal
 
 CHUNK = 4
@@ -197,3 +199,45 @@ def test_a_correction_in_the_last_chunk_is_checked_against_its_audit_row(filled,
 def test_chunk_must_be_positive(db):
     with pytest.raises(ValueError):
         verify_database(db, chunk=0)
+
+
+class WritingConnection(sqlite3.Connection):
+    """Runs ``hook`` once, just before the first statement that reads the staff table."""
+
+    hook = None
+
+    def execute(self, sql, parameters=()):
+        if self.hook is not None and "FROM staff" in sql:
+            hook, self.hook = self.hook, None
+            hook()
+        return super().execute(sql, parameters)
+
+
+def test_verify_reads_one_moment_while_the_server_writes(filled, db_path):
+    """An account made (staff row and its staff.create audit row, one transaction) after verify
+    replayed the audit trail but before it reads the staff table is not a problem: verify runs in one
+    read snapshot and sees neither."""
+    conn = sqlite3.connect(str(db_path), factory=WritingConnection)
+    written = []
+
+    def server_writes():
+        other = open_db(db_path)
+        try:
+            add_staff(other, "late@bj01.example", "BJ01", "monitor", PASSWORD, actor=ADMIN, must_change=False)
+            written.append(other.execute("SELECT COUNT(*) FROM staff").fetchone()[0])
+        finally:
+            other.close()
+
+    conn.hook = server_writes
+    try:
+        report = verify_database(Database(conn), chunk=CHUNK)
+    finally:
+        conn.close()
+    assert written, "the write did not happen during verify"
+    assert report["ok"], report["problems"]
+    after = open_db(db_path)
+    try:
+        assert after.execute("SELECT COUNT(*) FROM staff").fetchone()[0] == written[0]
+        assert verify_database(after)["ok"]
+    finally:
+        after.close()

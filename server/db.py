@@ -111,8 +111,8 @@ def query_one(db: Database, sql: str, params: tuple | list | dict = ()) -> dict 
 CHUNK_ROWS = 500
 
 
-def key_ordered_chunks(db: Database | sqlite3.Connection, source: str, key: str, columns: str = "*", *, where: str = "",
-                       params: tuple | list = (), chunk: int = CHUNK_ROWS) -> Iterator[list[tuple]]:
+def key_ordered_chunks(db: Database | sqlite3.Connection, source: str, key: str, columns: str = "*", *,
+                       where: str = "", params: tuple | list = (), chunk: int = CHUNK_ROWS) -> Iterator[list[tuple]]:
     """Every row of ``SELECT key, columns FROM source [WHERE where]`` in order of ``key`` (unique,
     indexed), read at most ``chunk`` rows per statement: each statement seeks past the last key read,
     so memory holds one chunk whatever the table's size. Each row starts with its key. Read the

@@ -117,6 +117,47 @@ def query_one(db: Database, sql: str, params: tuple | list | dict = ()) -> dict 
     return rows[0] if rows else None
 
 
+#: rows per statement when a whole table is read in key order (``audit verify``)
+CHUNK_ROWS = 500
+
+
+def key_ordered_chunks(db: Database | sqlite3.Connection, source: str, key: str, columns: str = "*", *,
+                       where: str = "", params: tuple | list = (), chunk: int = CHUNK_ROWS) -> Iterator[list[tuple]]:
+    """Every row of ``SELECT key, columns FROM source [WHERE where]`` in order of ``key`` (unique,
+    indexed), read at most ``chunk`` rows per statement: each statement seeks past the last key read,
+    so memory holds one chunk whatever the table's size. Each row starts with its key. Read the
+    chunks inside one read transaction (:func:`read_snapshot`) to see one consistent state."""
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    conditions = [f"({where})"] if where else []
+    first = " AND ".join(conditions) or "1"
+    then = " AND ".join([*conditions, f"{key} > ?"])
+    select = f"SELECT {key}, {columns} FROM {source} WHERE "
+    rows = db.execute(f"{select}{first} ORDER BY {key} LIMIT ?", [*params, chunk]).fetchall()
+    while rows:
+        yield rows
+        if len(rows) < chunk:
+            return
+        rows = db.execute(f"{select}{then} ORDER BY {key} LIMIT ?", [*params, rows[-1][0], chunk]).fetchall()
+
+
+@contextmanager
+def read_snapshot(db: Database | sqlite3.Connection) -> Iterator[Database | sqlite3.Connection]:
+    """One read transaction: every query inside sees the database as it was at the first one, while
+    writers go on (WAL). Inside a transaction already, that transaction is the snapshot. ``db``: a
+    sqlite-utils ``Database`` or a plain ``sqlite3.Connection`` (the backup code verifies those)."""
+    conn = getattr(db, "conn", db)
+    if conn.in_transaction:
+        yield db
+        return
+    conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
 # --- Flask glue --------------------------------------------------------------------------------
 
 _held = threading.local()

@@ -506,7 +506,9 @@ def backup(db_path: str | Path, dest: str | Path, *, actor: Actor | None = None,
         manifest = {
             "format": FORMAT, "created_at": iso(now), "created_by": str(actor),
             "software_version": shared.__version__, "source": str(db_path.resolve()),
-            "file": {"name": dest.name, "bytes": partial.stat().st_size, "sha256": sha256_file(partial)},
+            # unencrypted, the backup file is the snapshot just hashed
+            "file": {"name": dest.name, "bytes": partial.stat().st_size,
+                     "sha256": sha256_file(partial) if recipients else plaintext["sha256"]},
             "plaintext": plaintext, "encryption": encryption,
             **{k: facts[k] for k in ("schema", "tables", "records", "audit")},
         }
@@ -601,7 +603,10 @@ def restore(backup_path: str | Path, target: str | Path, *, force: bool = False,
                                         "backup_created_at": manifest.get("created_at"),
                                         "records": facts["records"]["count"], "audit_rows": facts["audit"]["rows"],
                                         "audit_head_hash": facts["audit"]["head_hash"]}, now=now)
-                after = verify_chain(db)
+                # the copy's chain was verified up to its head above: check only the rows just written
+                head = facts["audit"]
+                after = verify_chain(db, after=None if head["head_seq"] is None else (head["head_seq"],
+                                                                                      head["head_hash"]))
                 if not after.ok:  # pragma: no cover - the row just written is ours
                     raise EproError("restore.verification_failed", 500, detail=after.problem)
             with db.ensure_autocommit_on():

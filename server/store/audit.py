@@ -33,6 +33,7 @@ from sqlite_utils import Database
 
 import shared
 from server.clock import iso, utc_now
+from server.db import CHUNK_ROWS, key_ordered_chunks, read_snapshot
 
 GENESIS = "0" * 64
 SECRET_KEYS = frozenset({"password", "token", "pairing_code", "secret", "password_hash",
@@ -255,25 +256,48 @@ class ChainReport:
                 "problem": self.problem}
 
 
-def _rows(db: Database) -> Iterator[dict[str, Any]]:
-    cur = db.execute("SELECT * FROM audit ORDER BY seq")
-    names = [d[0] for d in cur.description]
-    for values in cur:
-        yield dict(zip(names, values))
+def _rows(db: Database, chunk: int, after: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every audit row (after row ``after``), oldest first, ``chunk`` rows per read (memory flat in
+    the chain's length)."""
+    names = [r[1] for r in db.execute("PRAGMA table_info(audit)")]  # the columns of SELECT *, in order
+    where, params = ("seq > ?", [after]) if after is not None else ("", [])
+    for rows in key_ordered_chunks(db, "audit", "seq", where=where, params=params, chunk=chunk):
+        for values in rows:
+            yield dict(zip(names, values[1:]))
 
 
-def verify_chain(db: Database, keys: dict[str, bytes] | None = None) -> ChainReport:
-    """Recompute every link; report the first row that does not match (AT-03).
+def verify_chain(db: Database, keys: dict[str, bytes] | None = None, *, chunk: int | None = None,
+                 after: tuple[int, str] | None = None) -> ChainReport:
+    """Recompute every link; report the first row that does not match (AT-03). The rows are read
+    ``chunk`` at a time (default :data:`server.db.CHUNK_ROWS`), in one read transaction.
+
+    ``after``: ``(seq, hash)`` of a row up to which this chain was verified already (a restore that
+    verified the backup, then appended): only the rows after it are checked, chained to that hash;
+    ``rows`` counts those.
 
     Rows from an ``audit.chain_keyed`` epoch on are checked with that epoch's key (``keys``: by key
     id, default :func:`known_keys`). With a key configured, a chain that has no epoch for it is not
     ok either: someone removed the keyed rows and re-chained the rest with plain sha256, or the
     server never wrote with this key (start it once, or run ``init``, to open the epoch)."""
+    with read_snapshot(db):
+        return _verify_chain(db, keys, CHUNK_ROWS if chunk is None else chunk, after)
+
+
+def _verify_chain(db: Database, keys: dict[str, bytes] | None, chunk: int,
+                  after: tuple[int, str] | None) -> ChainReport:
     default = keys is None
     keys = known_keys() if keys is None else keys
     prev, expected_seq, count, key = GENESIS, 1, 0, None
     epochs: list[str] = []
-    for row in _rows(db):
+    if after is not None:
+        (start, prev), expected_seq = after, after[0] + 1
+        epochs = [r[0] for r in db.execute("SELECT entity_id FROM audit WHERE entity = ? AND action = ? AND seq <= ?"
+                                           " ORDER BY seq", [KEY_EPOCH_ENTITY, KEY_EPOCH_ACTION, start])]
+        if epochs and epochs[-1] not in keys:
+            return ChainReport(False, 0, start, f"rows up to here are keyed with audit key {epochs[-1]}, "
+                                                "which is not configured")
+        key = keys[epochs[-1]] if epochs else None
+    for row in _rows(db, chunk, None if after is None else after[0]):
         count += 1
         if row["seq"] != expected_seq:
             return ChainReport(False, count, expected_seq, f"row {expected_seq} is missing")

@@ -134,3 +134,31 @@ def test_audit_rows_filter_by_action_and_inclusive_dates(db):
 def test_actor_strings():
     assert str(Actor.staff(3)) == "staff:3" and str(Actor.device("dev-1")) == "device:dev-1"
     assert Actor.cli().kind == "cli" and str(Actor.system("jobs")) == "system:jobs"
+
+
+def test_verify_after_a_verified_row_checks_only_the_rows_after_it_with_their_epoch_key(db, monkeypatch):
+    """What a restore does after verifying the backup's chain and appending its row."""
+    from server.store import audit
+
+    for name, value in (("current", b"k" * 40), ("previous", ()), ("configured", True)):
+        monkeypatch.setitem(audit._keys, name, value)
+    with write_tx(db):
+        write_audit(db, ADMIN, "test.one")          # opens the key's epoch: the rows from here are keyed
+    head = tuple(db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone())
+    with write_tx(db):
+        write_audit(db, ADMIN, "test.two")
+        write_audit(db, ADMIN, "test.three")
+    full, tail = verify_chain(db), verify_chain(db, after=head)
+    assert full.ok and tail.ok and (full.rows, tail.rows) == (head[0] + 2, 2)
+    db.execute("DROP TRIGGER audit_no_update")
+    with write_tx(db):
+        db.execute("UPDATE audit SET at = '2020-01-01T00:00:00Z' WHERE seq = 2")
+    assert not verify_chain(db).ok and verify_chain(db, after=head).ok   # rows up to the start are not read
+    assert verify_chain(db, after=(head[0], "0" * 64)).first_bad_seq == head[0] + 1
+    with write_tx(db):
+        db.execute("UPDATE audit SET at = '2020-01-01T00:00:00Z' WHERE seq = ?", [head[0] + 2])
+    report = verify_chain(db, after=head)
+    assert (report.ok, report.first_bad_seq) == (False, head[0] + 2)
+    assert report.problem == "content does not match its hash (keyed)"
+    monkeypatch.setitem(audit._keys, "current", b"w" * 40)   # the epoch's key no longer configured
+    assert "not configured" in verify_chain(db, after=head).problem

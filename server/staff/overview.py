@@ -14,6 +14,8 @@ rest; each group by subject.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,6 +33,8 @@ from server.staff.fmt import hours_since, percent
 from shared.flags import Flag, FlagList, evaluate_flags
 from shared.protocol import Protocol
 from shared.schedule import DltStatus, DueItem, Entry, Timeline, compliance, compute_schedule, dlt_status
+
+log = logging.getLogger("server.staff")
 
 #: urgency groups, most urgent first (each has a message ``staff.urgency.<name>``)
 URGENCY = ("high_flag", "dlt_flag", "silent_device", "dose_overdue", "diary_low", "none")
@@ -51,8 +55,8 @@ class DeviceView:
 
 class _RowFigures:
     """What a list row and the participant page's top strip derive from a participant's figures;
-    needs ``participant``, ``dlt``, ``doses``, ``diary``, ``devices``, ``open_flags`` (a list) and
-    ``open_severities`` (theirs, in order)."""
+    needs ``participant``, ``dlt``, ``doses``, ``diary``, ``devices``, ``open_count`` and
+    ``open_high`` (how many flags are open, and of those how many of high severity)."""
 
     participant: dict[str, Any]
     dlt: DltStatus
@@ -65,14 +69,10 @@ class _RowFigures:
         return self.participant["subject"]
 
     @property
-    def open_high(self) -> int:
-        return self.open_severities.count("high")
-
-    @property
     def highest(self) -> str | None:
-        if not self.open_flags:
+        if not self.open_count:
             return None
-        return "high" if "high" in self.open_severities else "medium"
+        return "high" if self.open_high else "medium"
 
     @property
     def active_devices(self) -> list[DeviceView]:
@@ -104,7 +104,7 @@ class _RowFigures:
         out = []
         if self.open_high:
             out.append("high_flag")
-        if self.dlt.state == "open" and self.open_flags:
+        if self.dlt.state == "open" and self.open_count:
             out.append("dlt_flag")
         if self.silent_devices:
             out.append("silent_device")
@@ -139,12 +139,12 @@ class Summary(_RowFigures):
         return [f for f in self.flags if f.key not in self.states]
 
     @property
-    def open_severities(self) -> list[str]:
-        return [f.severity for f in self.open_flags]
+    def open_count(self) -> int:
+        return len(self.open_flags)
 
     @property
-    def open_keys(self) -> list[str]:
-        return [f.key for f in self.open_flags]
+    def open_high(self) -> int:
+        return sum(f.severity == "high" for f in self.open_flags)
 
 
 def _device_views(db: Database, participant: dict[str, Any], threshold_hours: float, now: datetime,
@@ -203,37 +203,27 @@ class ListRow(_RowFigures):
     doses: dict[str, int]
     diary: dict[str, Any]
     devices: list[DeviceView]
-    open_flags: list[list[str]]       # [key, severity] of each open flag, as kept
-
-    @property
-    def open_severities(self) -> list[str]:
-        return [severity for _, severity in self.open_flags]
-
-    @property
-    def open_keys(self) -> list[str]:
-        return [key for key, _ in self.open_flags]
+    open_count: int
+    open_high: int
 
 
-def _row_from_body(protocol: Protocol, participant: dict[str, Any], body: dict[str, Any], now: datetime,
+def _row_from_body(protocol: Protocol, participant: dict[str, Any], body: list[Any], now: datetime,
                    devices: list[DeviceView]) -> ListRow:
-    first, tz, dose1, day1 = body["timeline"]
+    (first, tz, dose1, day1, given, refused, doses_total, diary_done, open_count, open_high,
+     doses_undone, diary_undone) = body                 # kept_rows.make_body
     timeline = Timeline(date.fromisoformat(first), tz, datetime.fromisoformat(dose1) if dose1 else None,
                         date.fromisoformat(day1) if day1 else None)
     today = timeline.local_date(now)
     # an item without an entry counts as expected (late or missed) once its last on-time day is past
-    doses_due = bisect_left(body["doses_undone"], today.toordinal())
-    diary_due = bisect_left(body["diary_undone"], today.toordinal())
-    doses = body["doses"]
-    done = doses["given"] + doses["not_given"]
-    diary_expected = body["diary_done"] + diary_due
+    doses_due = bisect_left(doses_undone, today.toordinal())
+    diary_expected = diary_done + bisect_left(diary_undone, today.toordinal())
     return ListRow(
         participant=participant, timeline=timeline, today=today, study_day=timeline.study_day(today),
         dlt=dlt_status(protocol, timeline, now),
-        doses={"given": doses["given"], "not_given": doses["not_given"], "expected": done + doses_due,
-               "overdue": doses_due, "total": doses["total"]},
-        diary={"done": body["diary_done"], "expected": diary_expected,
-               "percent": percent(body["diary_done"], diary_expected)},
-        devices=devices, open_flags=body["open_flags"])
+        doses={"given": given, "not_given": refused, "expected": given + refused + doses_due,
+               "overdue": doses_due, "total": doses_total},
+        diary={"done": diary_done, "expected": diary_expected, "percent": percent(diary_done, diary_expected)},
+        devices=devices, open_count=open_count, open_high=open_high)
 
 
 def list_rows(db: Database, protocol: Protocol, site_id: int, now: datetime) -> list[ListRow]:
@@ -255,8 +245,11 @@ def list_rows(db: Database, protocol: Protocol, site_id: int, now: datetime) -> 
         views = _device_views(db, participant, threshold, now, devices.get(participant["id"], []), gapped)
         out.append(_row_from_body(protocol, participant, body, now, views))
     if made:
-        with write_tx(db):
-            kept_rows.store(db, made, now)
+        try:
+            with write_tx(db):
+                kept_rows.store(db, made, now)
+        except sqlite3.OperationalError:   # locked or read-only: the rows are shown, kept next time
+            log.warning("participants list: %d rows made but not kept", len(made), exc_info=True)
     return out
 
 
@@ -265,7 +258,7 @@ SORTS: dict[str, Callable[[_RowFigures], Any]] = {
     "subject": lambda s: s.subject,
     "study_day": lambda s: (-s.study_day, s.subject),
     "last_sync": lambda s: (s.last_sync or "", s.subject),
-    "flags": lambda s: (-len(s.open_flags), s.subject),
+    "flags": lambda s: (-s.open_count, s.subject),
 }
 
 
@@ -276,7 +269,7 @@ def sort_summaries(summaries: list[ListRow], sort: str) -> list[ListRow]:
 def site_counts(summaries: list[ListRow]) -> dict[str, int]:
     """The summary line above the list."""
     return {
-        "with_flags": sum(bool(s.open_flags) for s in summaries),
+        "with_flags": sum(bool(s.open_count) for s in summaries),
         "silent_devices": sum(len(s.silent_devices) for s in summaries),
         "doses_overdue": sum(s.doses["overdue"] + s.doses["not_given"] for s in summaries),
         "dlt_open": sum(s.dlt.state == "open" for s in summaries),

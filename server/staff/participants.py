@@ -30,7 +30,7 @@ def participants():
     rows = sort_summaries(list_rows(web.get_db(), protocol(), staff["site_id"], now), sort)
     counts = site_counts(rows)
     if only == "flags":
-        rows = [s for s in rows if s.open_flags]
+        rows = [s for s in rows if s.open_count]
     elif only == "dlt":
         rows = [s for s in rows if s.dlt.state == "open"]
     threshold = protocol().threshold("device_silent_hours")

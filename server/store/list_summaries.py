@@ -14,7 +14,7 @@ upgrade. So the list rarely has to; deleting every row only makes the next list 
 
 The body holds the timeline, done counts, the last on-time day (``closes``) of every scheduled dose
 and diary still without an entry (its status at a date follows: late or missed once that day is
-past) and the open flags (key and severity, not who acknowledged the others: names are not kept).
+past) and how many flags are open (not who acknowledged the others: names are not kept).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def data_version(protocol: Protocol, row: SiteRow) -> str:
                  row.changes_seq, row.day1_id))
 
 
-def kept_body(protocol: Protocol, row: SiteRow) -> dict[str, Any] | None:
+def kept_body(protocol: Protocol, row: SiteRow) -> list[Any] | None:
     """The kept body of a :func:`site_rows` row if it was made at the data version of now, else None."""
     if row.kept_body is None or row.kept_version != data_version(protocol, row):
         return None
@@ -120,8 +120,11 @@ def _acknowledged(db: Database, protocol: Protocol, participant: dict[str, Any])
     return {i["key"] for i in participant_flags(db, protocol, participant)["flags"] if i["state"] == "acknowledged"}
 
 
-def make_body(db: Database, protocol: Protocol, participant: dict[str, Any]) -> dict[str, Any]:
-    """The clock-free figures of one participant's list row, from its records as corrected."""
+def make_body(db: Database, protocol: Protocol, participant: dict[str, Any]) -> list[Any]:
+    """The clock-free figures of one participant's list row, from its records as corrected: first
+    dose date, zone, dose 1 given at, confirmed day 1, doses given, not given and scheduled, diaries
+    done, open flags and of those high, then the ``closes`` day ordinals of the doses and of the
+    diaries still without an entry (a flat list: the list reads a thousand of them a request)."""
     records = record_views(db, participant["id"])
     current = [r["current"] for r in records]
     timeline = participant_timeline(db, participant)
@@ -135,19 +138,17 @@ def make_body(db: Database, protocol: Protocol, participant: dict[str, Any]) -> 
         return sorted(i.closes.toordinal() for i in items if i.kind == kind and not i.record_ids)
 
     tl = timeline
-    return {"timeline": [tl.first_dose_date.isoformat(), tl.tz,
-                         tl.dose1_administered_at.isoformat() if tl.dose1_administered_at else None,
-                         tl.confirmed_day1.isoformat() if tl.confirmed_day1 else None],
-            "doses": {"given": sum(bool(i.record_ids) for i in doses) - refused, "not_given": refused,
-                      "total": len(doses)},
-            "doses_undone": undone("dose_confirmation"),
-            "diary_done": sum(1 for i in items if i.kind == "nasal_symptoms" and i.record_ids),
-            "diary_undone": undone("nasal_symptoms"),
-            "open_flags": [[f.key, f.severity] for f in evaluate_flags(protocol, timeline, current)
-                           if f.key not in acknowledged]}
+    open_ = [f.severity for f in evaluate_flags(protocol, timeline, current) if f.key not in acknowledged]
+    return [tl.first_dose_date.isoformat(), tl.tz,
+            tl.dose1_administered_at.isoformat() if tl.dose1_administered_at else None,
+            tl.confirmed_day1.isoformat() if tl.confirmed_day1 else None,
+            sum(bool(i.record_ids) for i in doses) - refused, refused, len(doses),
+            sum(1 for i in items if i.kind == "nasal_symptoms" and i.record_ids),
+            len(open_), open_.count("high"),
+            undone("dose_confirmation"), undone("nasal_symptoms")]
 
 
-def store(db: Database, made: list[tuple[int, str, dict[str, Any]]], now: datetime | None = None) -> None:
+def store(db: Database, made: list[tuple[int, str, list[Any]]], now: datetime | None = None) -> None:
     """Keep ``(participant_id, version, body)`` rows; inside the caller's write transaction."""
     stamp = iso(now or utc_now())
     db.conn.executemany("INSERT OR REPLACE INTO list_summaries (participant_id, version, body, made_at)"

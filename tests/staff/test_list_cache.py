@@ -37,7 +37,7 @@ def _states(db, now=NOW):
 
 def _figures(s) -> tuple:
     return (s.subject, s.study_day, s.today, s.doses, s.diary, s.dlt, s.participant["status"], s.timeline,
-            sorted(zip(s.open_keys, s.open_severities)), s.reasons, s.rank, s.highest, s.last_sync,
+            s.open_count, s.open_high, s.reasons, s.rank, s.highest, s.last_sync,
             [(d.row["id"], d.silent_hours, d.missing_seqs) for d in s.devices], s.missing_entries)
 
 
@@ -108,15 +108,16 @@ def test_list_rows_are_kept_and_made_again_when_the_data_moves(tmp_path, monkeyp
                    actor=Actor.cli(), protocol=P, now=NOW)
     assert len(made) == 6                       # in the correction's transaction
     flagged = _same(db, pid)
-    assert flagged.open_flags                   # the corrected grade raises a flag the row shows
+    assert flagged.open_count                   # the corrected grade raises a flag the row shows
     assert len(made) == 6
 
     # an acknowledgement closes the flag in the row, made again in the acknowledgement's transaction
-    acknowledge_flag(db, P, pid, flagged.open_keys[0], outcome="not_ae", actor=Actor.cli(), now=NOW)
+    key = overview.summarize(db, P, participant_by_id(db, pid), NOW).open_flags[0].key
+    acknowledge_flag(db, P, pid, key, outcome="not_ae", actor=Actor.cli(), now=NOW)
     assert len(made) == 7
     acked = _same(db, pid)
     assert len(made) == 7
-    assert len(acked.open_flags) == len(flagged.open_flags) - 1
+    assert acked.open_count == flagged.open_count - 1
 
     withdraw(db, "S-001", reason="moved away", actor=Actor.cli(), now=NOW)
     assert _same(db, pid).participant["status"] == "withdrawn"
@@ -198,4 +199,20 @@ def test_uploads_wake_the_list_rows_job_with_the_alerts(tmp_path):
     db = new_server_db(path, subjects=("S-001", "S-002"), first_dose="2025-03-01")
     assert kept_rows.scheduled_rebuild({"DB": str(path), "PROTOCOL": "nct06598202"}) == 2
     assert db.execute("SELECT COUNT(*) FROM list_summaries").fetchone()[0] == 2
+    db.close()
+
+
+def test_a_list_that_cannot_keep_its_rows_still_shows_them(tmp_path, monkeypatch):
+    import sqlite3
+
+    db = new_server_db(tmp_path / "locked.sqlite", first_dose="2025-03-01")
+    device = pair_in_process(db)
+    ingest(db, device, _diaries([0, 1], 1), protocol=P, now=NOW)
+
+    def locked(*a, **k):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(kept_rows, "store", locked)
+    _same(db, device["participant_id"])
+    assert db.execute("SELECT COUNT(*) FROM list_summaries").fetchone()[0] == 0
     db.close()

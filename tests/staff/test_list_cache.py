@@ -155,8 +155,10 @@ def test_rebuild_makes_the_missing_rows_and_a_kept_row_follows_devices(tmp_path,
     assert kept_rows.rebuild(db, P, NOW) == 1 and made == [second]   # S-002's is gone; S-001's is current
     assert kept_rows.rebuild(db, P, NOW) == 0
     pair_in_process(db, role="caregiver")          # a second device, never heard from
+    ingest(db, device, _diaries([5], 9), protocol=P, now=NOW)   # device_seq 3..8 never arrived
     row = _same(db, pid, NOW + timedelta(days=10))  # silent by now
-    assert made == [second] and len(row.devices) == 2 and row.silent_devices
+    assert made == [second, pid]                   # only the row whose participant uploaded
+    assert len(row.devices) == 2 and row.silent_devices and row.missing_entries == 6
     db.close()
 
 

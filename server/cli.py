@@ -190,10 +190,16 @@ def cmd_init(args) -> tuple[dict, str]:
         from server.store.audit import ensure_epoch
 
         ensure_epoch(db)  # with an audit key configured, the keyed epoch starts here
+        from server.store.list_summaries import rebuild
+        from shared.protocol import load_protocol
+
+        # the participants list's kept rows (derived): made here after an upgrade, not by its first request
+        made = rebuild(db, load_protocol(load_config()["PROTOCOL"]))
     finally:
         db.close()
-    return ({"db": str(args.db), "applied": applied, "schema": latest},
-            f"database {args.db} ready (schema {latest}; applied {len(applied)} migration(s))")
+    return ({"db": str(args.db), "applied": applied, "schema": latest, "list_rows_made": made},
+            f"database {args.db} ready (schema {latest}; applied {len(applied)} migration(s);"
+            f" participants list rows made: {made})")
 
 
 def cmd_site_add(args) -> tuple[dict, str]:

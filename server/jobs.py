@@ -27,6 +27,11 @@ def start_jobs(config: Mapping[str, Any]):
     scheduler.add_job("server.alerts:run_dispatch", "interval", seconds=float(config["ALERTS_INTERVAL_SECONDS"]),
                       args=[dict(config)], id=ALERTS_JOB, max_instances=1, coalesce=True,
                       next_run_time=datetime.now(timezone.utc))
+    # the participants list's kept rows (server.store.list_summaries): remade off the request path,
+    # woken with the alerts after each upload, and every LIST_ROWS_INTERVAL_SECONDS
+    scheduler.add_job("server.store.list_summaries:scheduled_rebuild", "interval", seconds=LIST_ROWS_INTERVAL_SECONDS,
+                      args=[dict(config)], id=LIST_ROWS_JOB, max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(timezone.utc))
     if config.get("AUDIT_ANCHOR_DIR"):  # signed audit-chain checkpoints to a second location
         scheduler.add_job("server.store.anchor:scheduled_checkpoint", "interval",
                           minutes=float(config.get("AUDIT_CHECKPOINT_MINUTES") or 60), args=[dict(config)],
@@ -38,6 +43,8 @@ def start_jobs(config: Mapping[str, Any]):
 
 
 ALERTS_JOB = "als-epro-alerts"
+LIST_ROWS_JOB = "als-epro-list-rows"
+LIST_ROWS_INTERVAL_SECONDS = 300.0
 #: an early run starts at most this often, so a burst of uploads costs one flag evaluation a second
 ALERTS_MIN_GAP_SECONDS = 1.0
 
@@ -60,6 +67,7 @@ def _wake_alerts_with(scheduler) -> None:
                 return    # an early run is already on its way
             at = max(now, last[0] + timedelta(seconds=ALERTS_MIN_GAP_SECONDS))
             last[0] = at
-        scheduler.modify_job(ALERTS_JOB, next_run_time=at)
+        for job in (ALERTS_JOB, LIST_ROWS_JOB):     # new records: alerts, and the list's rows
+            scheduler.modify_job(job, next_run_time=at)
 
     set_waker(waker)

@@ -572,3 +572,20 @@ def m013_records_by_participant_and_seq(db: Database) -> None:
     _run(db, """
     CREATE INDEX records_participant_seq ON records(participant_id, server_seq);
     """)
+
+
+@migrations()
+def m014_list_summaries(db: Database) -> None:
+    """What each row of the participants list shows that does not move with the clock, kept with the
+    data version it was made from (issue 13: the first list request after a start summarised every
+    participant's whole history, 50 s at a thousand). Derived, never a source: a row whose version no
+    longer matches the participant's data is made again before it is shown, and deleting every row
+    only makes the next list request rebuild them."""
+    _run(db, """
+    CREATE TABLE list_summaries (
+        participant_id INTEGER PRIMARY KEY REFERENCES participants(id),
+        version TEXT NOT NULL,
+        body TEXT NOT NULL,
+        made_at TEXT NOT NULL
+    );
+    """)

@@ -1,6 +1,8 @@
-"""Per-participant figures for the participants list: computed from the store on every request.
+"""Per-participant figures for the participants list and the participant page's top strip.
 
-No Flask. Everything is derived from records as corrected (the latest version of each), the shared
+No Flask. :func:`summarize` computes one participant's from the store; the list's rows
+(:func:`list_rows`) take what does not move with the clock from :mod:`server.store.list_summaries`
+(kept per participant, checked against its data version on every request) and compute the rest. Everything is derived from records as corrected (the latest version of each), the shared
 schedule (:func:`shared.schedule.compute_schedule`) and the shared flag rules
 (:func:`shared.flags.evaluate_flags`). Nothing here groups participants by anything but their own
 state: no arm, cohort, dose level or kit grouping exists to group by (BL-02).
@@ -12,38 +14,31 @@ rest; each group by subject.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+import logging
+import sqlite3
+from bisect import bisect_left
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from server.db import file_identity
-from server.store.devices import devices_for_participant
+from server.db import write_tx
+from server.store import list_summaries as kept_rows
+from server.store.devices import devices_for_participant, devices_for_site
+from server.store.list_summaries import record_views
 from server.store.participants import participant_timeline
-from server.store.records import open_seq_gaps, record_versions, records_for_participant
+from server.store.records import open_seq_gaps
 from server.staff.fmt import hours_since, percent
 from shared.flags import Flag, FlagList, evaluate_flags
 from shared.protocol import Protocol
 from shared.schedule import DltStatus, DueItem, Entry, Timeline, compliance, compute_schedule, dlt_status
 
+log = logging.getLogger("server.staff")
+
 #: urgency groups, most urgent first (each has a message ``staff.urgency.<name>``)
 URGENCY = ("high_flag", "dlt_flag", "silent_device", "dose_overdue", "diary_low", "none")
 DIARY_LOW_PERCENT = 80
-
-
-def record_views(db: Database, participant_id: int) -> list[dict[str, Any]]:
-    """A participant's records, oldest event first, each with ``current`` = envelope as corrected."""
-    rows = records_for_participant(db, participant_id)
-    for row in rows:
-        payload = row["envelope"]["payload"]
-        if (row.get("version") or 1) > 1:
-            payload = record_versions(db, row["id"])[-1]["payload"]
-        row["current"] = {**row["envelope"], "payload": payload}
-    return rows
 
 
 @dataclass
@@ -58,39 +53,26 @@ class DeviceView:
         return self.row["revoked_at"] is None
 
 
-@dataclass
-class Summary:
+class _RowFigures:
+    """What a list row and the participant page's top strip derive from a participant's figures;
+    needs ``participant``, ``dlt``, ``doses``, ``diary``, ``devices``, ``open_count`` and
+    ``open_high`` (how many flags are open, and of those how many of high severity)."""
+
     participant: dict[str, Any]
-    timeline: Timeline
-    today: date
-    study_day: int
     dlt: DltStatus
-    items: list[DueItem]
     doses: dict[str, int]
     diary: dict[str, Any]
     devices: list[DeviceView]
-    flags: FlagList
-    states: dict[str, dict[str, Any]]
-    records: list[dict[str, Any]] = field(repr=False, default_factory=list)
 
     @property
     def subject(self) -> str:
         return self.participant["subject"]
 
     @property
-    def open_flags(self) -> list[Flag]:
-        return [f for f in self.flags if f.key not in self.states]
-
-    @property
-    def open_high(self) -> int:
-        return sum(f.severity == "high" for f in self.open_flags)
-
-    @property
     def highest(self) -> str | None:
-        open_ = self.open_flags
-        if not open_:
+        if not self.open_count:
             return None
-        return "high" if any(f.severity == "high" for f in open_) else "medium"
+        return "high" if self.open_high else "medium"
 
     @property
     def active_devices(self) -> list[DeviceView]:
@@ -122,7 +104,7 @@ class Summary:
         out = []
         if self.open_high:
             out.append("high_flag")
-        if self.dlt.state == "open" and self.open_flags:
+        if self.dlt.state == "open" and self.open_count:
             out.append("dlt_flag")
         if self.silent_devices:
             out.append("silent_device")
@@ -137,16 +119,47 @@ class Summary:
         return URGENCY.index(self.urgency)
 
 
-def _device_views(db: Database, participant: dict[str, Any], threshold_hours: float,
-                  now: datetime) -> list[DeviceView]:
+@dataclass
+class Summary(_RowFigures):
+    participant: dict[str, Any]
+    timeline: Timeline
+    today: date
+    study_day: int
+    dlt: DltStatus
+    items: list[DueItem]
+    doses: dict[str, int]
+    diary: dict[str, Any]
+    devices: list[DeviceView]
+    flags: FlagList
+    states: dict[str, dict[str, Any]]
+    records: list[dict[str, Any]] = field(repr=False, default_factory=list)
+
+    @property
+    def open_flags(self) -> list[Flag]:
+        return [f for f in self.flags if f.key not in self.states]
+
+    @property
+    def open_count(self) -> int:
+        return len(self.open_flags)
+
+    @property
+    def open_high(self) -> int:
+        return sum(f.severity == "high" for f in self.open_flags)
+
+
+def _device_views(db: Database, participant: dict[str, Any], threshold_hours: float, now: datetime,
+                  rows: list[dict[str, Any]] | None = None, gapped: set[str] | None = None) -> list[DeviceView]:
+    """The participant's devices (``rows``, oldest first, when already read) with silence and open
+    seq gaps; ``gapped`` names the devices that have any gap recorded (the others have none open)."""
     out = []
-    for row in devices_for_participant(db, participant["id"]):
+    for row in devices_for_participant(db, participant["id"]) if rows is None else rows:
         heard = row["last_seen_at"] or row["created_at"]
         hours = hours_since(heard, now)
         silent = (row["revoked_at"] is None and participant["status"] == "active" and hours is not None
                   and hours > threshold_hours)
+        gaps = row["revoked_at"] is None and (gapped is None or row["id"] in gapped)
         out.append(DeviceView(row, row["last_seen_at"], hours if silent else None,
-                              open_seq_gaps(db, row["id"]) if row["revoked_at"] is None else []))
+                              open_seq_gaps(db, row["id"]) if gaps else []))
     return out
 
 
@@ -160,11 +173,9 @@ def summarize(db: Database, protocol: Protocol, participant: dict[str, Any], now
     items = compute_schedule(protocol, timeline, now, [Entry.from_envelope(e) for e in current])
     counts = compliance(items)
     dose_items = [i for i in items if i.kind == "dose_confirmation"]
-    payloads = {r["id"]: r["current"]["payload"] for r in records}
-    not_given = sum(1 for i in dose_items if i.status == "done"
-                    and payloads.get(i.record_ids[0], {}).get("given") is False)
-    doses = {"given": sum(i.status == "done" for i in dose_items) - not_given,
-             "not_given": not_given,
+    refused = kept_rows.not_given(dose_items, {r["id"]: r["current"]["payload"] for r in records})
+    doses = {"given": sum(i.status == "done" for i in dose_items) - refused,
+             "not_given": refused,
              "expected": sum(i.status in ("done", "late", "missed") for i in dose_items),
              "overdue": sum(i.status in ("late", "missed") for i in dose_items),
              "total": len(dose_items)}
@@ -179,93 +190,86 @@ def summarize(db: Database, protocol: Protocol, participant: dict[str, Any], now
         flags=evaluate_flags(protocol, timeline, current), states=states or {}, records=records)
 
 
-class _SummaryCache:
-    """The list page's summaries between requests (issue 13: the list summarised every participant's
-    whole history on every request, seconds at a thousand participants).
+@dataclass
+class ListRow(_RowFigures):
+    """A row of the participants list: its clock-free figures from ``list_summaries`` (made from the
+    participant's data at the version kept with them), the rest computed for ``now``."""
 
-    A summary is kept with the *data version* it was made from, read again on every request with
-    indexed look-ups: the participant's row as it is now, the newest ``server_seq`` of its records,
-    the newest entry of its changes feed (timeline moves, corrections, flag acknowledgements), the
-    newest day-1 confirmation (a flag reads it), the protocol, and the participant's local date
-    (item statuses are by date). Anything else a row shows that moves by the hour or with no record
-    (the DLT window, devices heard from) is computed fresh each time; flag acknowledgements write
-    to the changes feed. Kept without its
-    records (memory); bounded; safe across threads; and correct across processes, since the
-    version is read from the database."""
-
-    def __init__(self, limit: int = 20_000) -> None:
-        self.limit = limit
-        self._kept: OrderedDict[tuple, tuple[tuple, Summary]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def where(db: Database, participant_id: int) -> tuple:
-        return (*file_identity(db), participant_id)
-
-    @staticmethod
-    def version(db: Database, protocol: Protocol, participant: dict[str, Any]) -> tuple:
-        pid = participant["id"]
-        one = lambda sql: db.execute(sql, [pid]).fetchone()[0]  # noqa: E731
-        return (id(protocol), tuple(sorted(participant.items())),
-                one("SELECT MAX(server_seq) FROM records WHERE participant_id = ?"),
-                one("SELECT MAX(seq) FROM changes WHERE participant_id = ?"),
-                one("SELECT MAX(id) FROM day1_confirmations WHERE participant_id = ?"))
-
-    def get(self, where: tuple, version: tuple) -> Summary | None:
-        with self._lock:
-            kept = self._kept.get(where)
-            if kept is None or kept[0] != version:
-                return None
-            self._kept.move_to_end(where)
-            return kept[1]
-
-    def put(self, where: tuple, version: tuple, summary: Summary) -> None:
-        with self._lock:
-            self._kept[where] = (version, replace(summary, records=[]))
-            self._kept.move_to_end(where)
-            while len(self._kept) > self.limit:
-                self._kept.popitem(last=False)
+    participant: dict[str, Any]
+    timeline: Timeline
+    today: date
+    study_day: int
+    dlt: DltStatus
+    doses: dict[str, int]
+    diary: dict[str, Any]
+    devices: list[DeviceView]
+    open_count: int
+    open_high: int
 
 
-_SUMMARIES = _SummaryCache()
+def _row_from_body(protocol: Protocol, participant: dict[str, Any], body: list[Any], now: datetime,
+                   devices: list[DeviceView]) -> ListRow:
+    (first, tz, dose1, day1, given, refused, doses_total, diary_done, open_count, open_high,
+     doses_undone, diary_undone) = body                 # kept_rows.make_body
+    timeline = Timeline(date.fromisoformat(first), tz, datetime.fromisoformat(dose1) if dose1 else None,
+                        date.fromisoformat(day1) if day1 else None)
+    today = timeline.local_date(now)
+    # an item without an entry counts as expected (late or missed) once its last on-time day is past
+    doses_due = bisect_left(doses_undone, today.toordinal())
+    diary_expected = diary_done + bisect_left(diary_undone, today.toordinal())
+    return ListRow(
+        participant=participant, timeline=timeline, today=today, study_day=timeline.study_day(today),
+        dlt=dlt_status(protocol, timeline, now),
+        doses={"given": given, "not_given": refused, "expected": given + refused + doses_due,
+               "overdue": doses_due, "total": doses_total},
+        diary={"done": diary_done, "expected": diary_expected, "percent": percent(diary_done, diary_expected)},
+        devices=devices, open_count=open_count, open_high=open_high)
 
 
-def summarize_for_list(db: Database, protocol: Protocol, participant: dict[str, Any], now: datetime,
-                       states: Callable[[], dict[str, dict[str, Any]]] = dict) -> Summary:
-    """:func:`summarize` for a row of the participants list, from :class:`_SummaryCache` when the
-    participant's data has not changed since (``records`` is then empty: the list shows none).
-    ``states`` makes the flags' review states (:func:`server.staff.flag_states`), kept with the
-    summary: they follow acknowledgements (the changes feed) and the date, as the summary does."""
-    where = _SUMMARIES.where(db, participant["id"])
-    # the timeline follows from what the version holds (the participant row, dose 1 among the
-    # records, day-1 confirmations), so a kept summary's timeline is current
-    version = (*_SUMMARIES.version(db, protocol, participant), now.astimezone(ZoneInfo(participant["tz"])).date())
-    kept = _SUMMARIES.get(where, version)
-    if kept is None:
-        summary = summarize(db, protocol, participant, now, states=states())
-        _SUMMARIES.put(where, version, summary)
-        return summary
-    return replace(kept, participant=participant, dlt=dlt_status(protocol, kept.timeline, now),
-                   devices=_device_views(db, participant, float(protocol.threshold("device_silent_hours")), now))
+def list_rows(db: Database, protocol: Protocol, site_id: int, now: datetime) -> list[ListRow]:
+    """The participants list's rows for a site, by subject.
+
+    Each row's clock-free figures come from ``list_summaries`` when kept at the participant's current
+    data version (:mod:`server.store.list_summaries`); the others are made from the records and kept,
+    in one write, for the next request and the next process. The date-bound figures (statuses by
+    date, study day, DLT window) and the devices are computed for ``now`` every time."""
+    threshold = float(protocol.threshold("device_silent_hours"))
+    devices, gapped = devices_for_site(db, site_id)
+    out, made = [], []
+    for row in kept_rows.site_rows(db, site_id):
+        participant = row.participant
+        body = kept_rows.kept_body(protocol, row)
+        if body is None:
+            body = kept_rows.make_body(db, protocol, participant)
+            made.append((participant["id"], kept_rows.data_version(protocol, row), body))
+        views = _device_views(db, participant, threshold, now, devices.get(participant["id"], []), gapped)
+        out.append(_row_from_body(protocol, participant, body, now, views))
+    if made:
+        try:
+            with write_tx(db):
+                kept_rows.store(db, made, now)
+        except sqlite3.OperationalError:   # locked or read-only: the rows are shown, kept next time
+            log.warning("participants list: %d rows made but not kept", len(made), exc_info=True)
+    return out
 
 
-SORTS: dict[str, Callable[[Summary], Any]] = {
+SORTS: dict[str, Callable[[_RowFigures], Any]] = {
     "risk": lambda s: (s.rank, s.subject),
     "subject": lambda s: s.subject,
     "study_day": lambda s: (-s.study_day, s.subject),
     "last_sync": lambda s: (s.last_sync or "", s.subject),
-    "flags": lambda s: (-len(s.open_flags), s.subject),
+    "flags": lambda s: (-s.open_count, s.subject),
 }
 
 
-def sort_summaries(summaries: list[Summary], sort: str) -> list[Summary]:
+def sort_summaries(summaries: list[ListRow], sort: str) -> list[ListRow]:
     return sorted(summaries, key=SORTS.get(sort, SORTS["risk"]))
 
 
-def site_counts(summaries: list[Summary]) -> dict[str, int]:
+def site_counts(summaries: list[ListRow]) -> dict[str, int]:
     """The summary line above the list."""
     return {
-        "with_flags": sum(bool(s.open_flags) for s in summaries),
+        "with_flags": sum(bool(s.open_count) for s in summaries),
         "silent_devices": sum(len(s.silent_devices) for s in summaries),
         "doses_overdue": sum(s.doses["overdue"] + s.doses["not_given"] for s in summaries),
         "dlt_open": sum(s.dlt.state == "open" for s in summaries),

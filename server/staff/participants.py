@@ -9,8 +9,7 @@ from server.auth import enforce, staff_required
 from server.clock import utc_now
 from server.staff import bp, flag_states, participant_or_403, protocol, web
 from server.staff.detail import page_of, record_panels
-from server.staff.overview import SORTS, site_counts, sort_summaries, summarize, summarize_for_list
-from server.store.participants import participants_for_site
+from server.staff.overview import SORTS, list_rows, site_counts, sort_summaries, summarize
 from server.store.records import get_record
 from shared.errors import EproError
 
@@ -18,12 +17,6 @@ from shared.errors import EproError
 LIST_PER_PAGE = 100
 
 web.register_nav("staff.participants", "staff.nav.participants", "view", order=10)
-
-
-def _summaries(site_id: int, now):
-    db = web.get_db()
-    return [summarize_for_list(db, protocol(), p, now, lambda pid=p["id"]: flag_states(db, pid))
-            for p in participants_for_site(db, site_id)]
 
 
 @bp.get("/participants")
@@ -34,10 +27,10 @@ def participants():
     sort = request.args.get("sort", "risk")
     sort = sort if sort in SORTS else "risk"
     only = request.args.get("only", "")
-    rows = sort_summaries(_summaries(staff["site_id"], now), sort)
+    rows = sort_summaries(list_rows(web.get_db(), protocol(), staff["site_id"], now), sort)
     counts = site_counts(rows)
     if only == "flags":
-        rows = [s for s in rows if s.open_flags]
+        rows = [s for s in rows if s.open_count]
     elif only == "dlt":
         rows = [s for s in rows if s.dlt.state == "open"]
     threshold = protocol().threshold("device_silent_hours")

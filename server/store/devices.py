@@ -58,6 +58,19 @@ def devices_for_participant(db: Database, participant_id: int) -> list[dict[str,
     return [_public(r) for r in rows]
 
 
+def devices_for_site(db: Database, site_id: int) -> tuple[dict[int, list[dict[str, Any]]], set[str]]:
+    """A site's devices by participant (each oldest first, as :func:`devices_for_participant`) and
+    the ids of those with a ``device_seq`` gap recorded: two queries for the whole site."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in query(db, "SELECT d.* FROM devices d JOIN participants p ON p.id = d.participant_id"
+                         " WHERE p.site_id = ? ORDER BY d.participant_id, d.created_at", [site_id]):
+        out.setdefault(row["participant_id"], []).append(_public(row))
+    gapped = {r["device_id"] for r in query(
+        db, "SELECT DISTINCT g.device_id FROM device_seq_gaps g JOIN devices d ON d.id = g.device_id"
+            " JOIN participants p ON p.id = d.participant_id WHERE p.site_id = ?", [site_id])}
+    return out, gapped
+
+
 _SECRET_COLUMNS = ("token_hash", "pending_token_hash", "previous_token_hash")
 _BY_TOKEN = """SELECT d.*, p.subject, p.site_id FROM devices d JOIN participants p ON p.id = d.participant_id
                WHERE d.{column} = ?"""

@@ -34,6 +34,7 @@ from sqlite_utils import Database
 
 from server.clock import iso, utc_now
 from server.db import query, query_one, write_tx
+from server.store import list_summaries
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
 from server.store.participants import participant_by_id
@@ -270,6 +271,7 @@ def acknowledge_flag(db: Database, protocol: Protocol, participant_id: int, flag
         add_change(db, participant_id, "flag_acknowledged",
                    {"record_id": item["record_id"], "rule": item["rule"], "acknowledged_at": stamp}, now=now)
         _store_counts(db, participant_id, participant_flags(db, protocol, participant, now=now)["counts"], now)
+        list_summaries.keep(db, protocol, [participant_id], now)   # the participants list's row
     return _decode_review(query_one(db, "SELECT * FROM flag_reviews WHERE id = ?", [review_id]))
 
 

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from server.clock import iso, utc_now
 from server.db import query_one, write_tx
+from server.store import list_summaries
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
 from shared.errors import EproError, FieldError
@@ -128,6 +129,8 @@ def correct_record(db: Database, record_id: str, updates: Mapping[str, Any], *, 
         add_change(db, rec["participant_id"], "correction",
                    {"record_id": record_id, "version": version, "changes": changes,
                     "reason": reason.strip(), "corrected_at": stamp}, now=now)
+        if protocol is not None:   # the participants list's row (without a protocol: made when shown)
+            list_summaries.keep(db, protocol, [rec["participant_id"]], now)
     return {"record_id": record_id, "version": version, "payload": new_payload, "changes": changes,
             "created_at": stamp, "created_by": str(actor), "requested_by": requested_by.strip(),
             "reason": reason.strip()}

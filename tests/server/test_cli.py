@@ -48,6 +48,13 @@ def test_init_creates_and_is_repeatable(run):
     assert code == 0 and out["applied"] == []
 
 
+def test_init_makes_the_participants_list_rows_not_yet_kept(ready):
+    code, out, _ = ready("init")                 # S-001 was enrolled after the first init
+    assert code == 0 and out["list_rows_made"] == 1
+    code, out, _ = ready("init")
+    assert code == 0 and out["list_rows_made"] == 0
+
+
 def test_db_comes_from_the_environment_when_not_given(tmp_path, monkeypatch):
     target = tmp_path / "env.sqlite"
     monkeypatch.setenv("ALS_EPRO_DB", str(target))

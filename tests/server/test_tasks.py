@@ -68,6 +68,6 @@ def test_the_scheduler_runs_the_tasks_in_the_background(db_path, db):
         while db.execute("SELECT COUNT(*) FROM participant_status").fetchone()[0] < 3:
             assert time.monotonic() < deadline, "the first run did not happen"
             time.sleep(0.05)
-        assert sorted(job.id for job in scheduler.get_jobs()) == ["als-epro-alerts", "als-epro-tasks"]
+        assert sorted(job.id for job in scheduler.get_jobs()) == ["als-epro-alerts", "als-epro-list-rows", "als-epro-tasks"]
     finally:
         scheduler.shutdown(wait=True)

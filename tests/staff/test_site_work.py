@@ -144,8 +144,9 @@ def site_dosing_app(db_path, tmp_path):
 
 
 def _dose_form(now_local: datetime, **over) -> dict:
-    return {"dose_number": "3", "nostrils": "both", "date": now_local.date().isoformat(),
-            "time": (now_local - timedelta(minutes=20)).strftime("%H:%M"), "left_volume": "full",
+    given = now_local - timedelta(minutes=20)    # date and time of the same moment (also just after midnight)
+    return {"dose_number": "3", "nostrils": "both", "date": given.date().isoformat(),
+            "time": given.strftime("%H:%M"), "left_volume": "full",
             "left_retained": "yes", "right_volume": "full", "right_retained": "yes", "kit_number": "K-77", **over}
 
 

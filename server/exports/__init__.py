@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from server.exports.csv_export import csv_export
 from server.exports.dataset import DEMO_MARKER, DatasetError, _forbidden_keys, check_dataset, require_valid
 from server.exports.fhir import fhir_export
-from server.exports.manifest import MANIFEST, Problem, dataset_meta, verify_manifest, write_manifest
+from server.exports.manifest import MANIFEST, Counts, Problem, verify_manifest, write_manifest
 from server.exports.odm import odm_export
 from server.exports.screen import PROBLEMS_FILE, HeldBack, problems_body, screen_dataset
 from server.exports.sdtm import sdtm_export
@@ -178,7 +178,6 @@ def export_all(dataset: Mapping[str, Any] | Source, out_dir: str | Path,
     at a time into every format at once, so memory does not grow with the number of participants."""
     from server.exports.csv_export import CsvWriter
     from server.exports.fhir import FhirWriter
-    from server.exports.manifest import Counts
     from server.exports.odm import OdmWriter
     from server.exports.sdtm import SdtmWriter
 
@@ -212,6 +211,18 @@ def export_all(dataset: Mapping[str, Any] | Source, out_dir: str | Path,
         else:
             writers[fmt] = [FhirWriter(sub, head, validate=fhir_check)]
     every = [w for ws in writers.values() for w in ws]
+    try:
+        return _write_all(source, out, formats, writers, head, problems, held_back, validate, fhir_check)
+    finally:
+        for w in every:
+            w.close()  # a no-op once finished; on an error, no file is left open
+
+
+def _write_all(source: Source, out: Path, formats: tuple[str, ...], writers: Mapping[str, list[Any]],
+               head: Mapping[str, Any], problems: list[HeldBack], held_back: Iterable[HeldBack], validate: bool,
+               fhir_check: bool) -> dict[str, Any]:
+    every = [w for ws in writers.values() for w in ws]
+    empty = {"participants": [], "records": [], "audit": []}
     counts = Counts()
     chunk_head = {k: v for k, v in head.items() if k != "signoffs"}
     seen: set[str] | None = None if source.unique_ids else set()

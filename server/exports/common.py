@@ -211,7 +211,7 @@ assert set(FORM_TITLES) == set(RECORD_TYPES)
 def _get(payload: Mapping[str, Any], path: str) -> Any:
     node: Any = payload
     for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+        if not (type(node) is dict or isinstance(node, Mapping)) or part not in node:  # dict first: fast
             return None
         node = node[part]
     return node

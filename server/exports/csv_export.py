@@ -122,9 +122,12 @@ class CsvWriter:
         self._rows("audit_trail.csv", [[a["seq"], a["at"], a["actor"], a["action"], a["entity"], a["entity_id"],
                                         a["detail"] if isinstance(a["detail"], str) else _json(a["detail"])]])
 
-    def finish(self) -> list[Path]:
+    def close(self) -> None:
         for _path, fh, _w in self._open.values():
             fh.close()
+
+    def finish(self) -> list[Path]:
+        self.close()
         written = [path for path, _fh, _w in self._open.values()]
         rows = [[fname, f.name, f.label["en"], f.label["zh-CN"], f.dtype, codes_text(f.codes, "en"),
                  codes_text(f.codes, "zh-CN"), "derived: " + f.derivation if f.derived else "collected"]

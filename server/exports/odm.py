@@ -38,6 +38,7 @@ import re
 import shutil
 import tempfile
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -80,6 +81,7 @@ def _translated(parent: etree._Element, tag: str, text: Mapping[str, str]) -> et
     return holder
 
 
+@lru_cache(maxsize=4096)
 def _oid(*parts: str) -> str:
     return ".".join(re.sub(r"[^A-Za-z0-9_\-]", "_", p).upper() for p in parts)
 
@@ -540,6 +542,9 @@ class OdmWriter:
         start = text.index(b">\n", text.index(b"<ClinicalData")) + 2
         self.part.write(text[start:text.rindex(b"  </ClinicalData>")])
         self.subjects += len(subjects)
+
+    def close(self) -> None:
+        self.part.close()
 
     def finish(self) -> list[Path]:
         actors = _signer_actors(self.head.get("signoffs") or [], {**self.record_actors, **{

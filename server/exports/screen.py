@@ -281,15 +281,16 @@ def _probe(dataset: dict[str, Any]) -> tuple[dict[str, Any], list[HeldBack]]:
     for p in dataset["participants"]:
         recs = by_subject.get(p["subject"], [])
         try:
-            timeline = participant_timeline(p, [_normalised(r) for r in recs])
+            normed = [_normalised(r) for r in recs]
+            timeline = participant_timeline(p, normed)
         except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
             problems.append(HeldBack("participant", p["subject"], None, "timeline", f"{type(exc).__name__}: {exc}"[:160]))
             problems += [HeldBack("record", r["id"], p["subject"], "participant", "its participant is not exported")
                          for r in recs]
             continue
-        ctx = {"dataset": dataset, "participant": p, "timeline": timeline}
-        for r in recs:
-            rec = _normalised(r)
+        # "records": the participant's records, normalised; "cache": what a probe builds once per participant
+        ctx = {"dataset": dataset, "participant": p, "timeline": timeline, "records": normed, "cache": {}}
+        for r, rec in zip(recs, normed):
             for name, fn in probes:
                 try:
                     fn(rec, ctx, None)

@@ -336,8 +336,22 @@ def subject_rows(dataset: Mapping[str, Any], participant: Mapping[str, Any],
 
 
 def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
-    """Write one record's SDTM rows (for :mod:`server.exports.screen`): raises what the export would."""
-    subj = Subject(ctx["dataset"], ctx["participant"], [rec], ctx["timeline"])
+    """Write one record's SDTM rows (for :mod:`server.exports.screen`): raises what the export would.
+    The participant's :class:`Subject` (visits matched over all its records, as the export does) is
+    built once per participant; if that fails, each record gets one of its own, so the failing record
+    is the one held back."""
+    cache = ctx.get("cache")
+    if cache is None:
+        cache = {}
+    if "sdtm_subject" not in cache:
+        try:
+            cache["sdtm_subject"] = Subject(ctx["dataset"], ctx["participant"], ctx.get("records") or [rec],
+                                            ctx["timeline"])
+        except Exception:  # noqa: BLE001 - found again below, record by record
+            cache["sdtm_subject"] = None
+    subj = cache["sdtm_subject"]
+    if subj is None or rec["id"] not in subj.visits:
+        subj = Subject(ctx["dataset"], ctx["participant"], [rec], ctx["timeline"])
     if rec["type"] == "dose_confirmation":
         rows = [r for r, _q in ec_record_rows(subj, rec, load_instrument("dose_confirmation").content["missed_reasons"])]
     else:
@@ -464,6 +478,11 @@ class SdtmWriter:
             self._rows("EC", got.ec)
             self._rows("SUPPEC", got.suppec)
             self._rows("DFS", [got.dfs])
+
+    def close(self) -> None:
+        for name in CSV_NAMES:
+            self.csv[name].fh.close()
+            self.xpt[name].spool.close()
 
     def finish(self) -> list[Path]:
         dataset = self.head

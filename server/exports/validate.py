@@ -9,6 +9,7 @@ parser that never touches the network. :func:`standards_dir` returns None when t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -145,8 +146,11 @@ def validate_odm_file(path: str | Path) -> list[str]:
                 if root is None:
                     root, created_at = el, _created_at(el)
                 elif el.tag == clinical_tag and defined is None:
-                    defined = _defined(root)
-                    problems += _reference_problems(root, defined)
+                    # the parser may be ahead of its events: look only at what precedes ClinicalData
+                    head = [child for child in itertools.takewhile(lambda c: c is not el, root)]
+                    defined = {k: set().union(*(d[k] for d in map(_defined, head))) for k in _DEFINED_KINDS}
+                    for child in head:
+                        problems += _reference_problems(child, defined)
                 continue
             if el.tag == subject_tag and defined is not None:
                 problems += _reference_problems(el, defined) + _order_problems(el, created_at)

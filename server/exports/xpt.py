@@ -12,8 +12,8 @@ QSTESTCD code list with decodes, and derivation methods for derived rows.
 
 from __future__ import annotations
 
-import json
 import math
+import pickle
 import re
 import tempfile
 from dataclasses import dataclass
@@ -184,10 +184,11 @@ class XptWriter:
         self.dataset = dataset
         self.vars = DATASETS[dataset]["vars"]
         self.widths = {v.name: 1 for v in self.vars if not v.numeric}
-        self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.spool = tempfile.TemporaryFile()
         self.count = 0
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        batch = []
         for row in rows:
             values: list[Any] = []
             for v in self.vars:
@@ -198,8 +199,10 @@ class XptWriter:
                     text = "" if value is None else str(value)
                     self.widths[v.name] = max(self.widths[v.name], len(text.encode("utf-8")))
                     values.append(text)
-            self.spool.write(json.dumps(values, ensure_ascii=False) + "\n")
-            self.count += 1
+            batch.append(values)
+        if batch:
+            pickle.dump(batch, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
+            self.count += len(batch)
 
     def write(self, path: Path, stamp: datetime | None = None) -> dict[str, int]:
         """Write the file; returns the text column widths (as :func:`write_xpt`)."""
@@ -208,20 +211,27 @@ class XptWriter:
         widest = pd.DataFrame({v.name: pd.Series([float("nan")] if v.numeric else ["x" * self.widths[v.name]],
                                                  dtype="float64" if v.numeric else "object") for v in self.vars})
         widths = write_xpt(path, self.dataset, widest, stamp)
-        assert widths == self.widths
+        if widths != self.widths:
+            raise AssertionError(f"{self.dataset}: pyreadstat sized the columns {widths}, not {self.widths}")
         raw = path.read_bytes()
         head = raw[:raw.index(_OBS_HEADER) + 80]
         size = 0
         with path.open("wb") as fh:
             fh.write(head)
             self.spool.seek(0)
-            for line in self.spool:
+            layout = [None if v.numeric else self.widths[v.name] for v in self.vars]
+            while True:
+                try:
+                    batch = pickle.load(self.spool)
+                except EOFError:
+                    break
                 out = bytearray()
-                for v, value in zip(self.vars, json.loads(line)):
-                    if v.numeric:
-                        out += ibm_double(float("nan") if value is None else value)
-                    else:
-                        out += value.encode("utf-8").ljust(self.widths[v.name], b" ")
+                for values in batch:
+                    for width, value in zip(layout, values):
+                        if width is None:
+                            out += ibm_double(float("nan") if value is None else value)
+                        else:
+                            out += value.encode("utf-8").ljust(width, b" ")
                 fh.write(out)
                 size += len(out)
             if size % 80:

@@ -3,7 +3,11 @@
 Entry points (the dataset shape is documented in :mod:`server.exports.dataset`):
 
 - :func:`export_all` ``(dataset, out_dir, formats=("csv", "odm", "sdtm", "fhir"))`` → the manifest dict;
-  writes ``csv/``, ``odm/``, ``sdtm/``, ``fhir/``, a bilingual ``README.txt`` and ``manifest.json``;
+  writes ``csv/``, ``odm/``, ``sdtm/``, ``fhir/``, a bilingual ``README.txt`` and ``manifest.json``.
+  ``dataset`` is a dict or a :class:`Source` (one participant at a time, as the site export reads the
+  database): either way each participant is screened and written into every format at once by the
+  formats' writers (``CsvWriter``, ``OdmWriter``, ``SdtmWriter``, ``FhirWriter``), which keep what a file
+  needs at its end in spool files, so memory holds one participant, not the site;
 - :func:`csv_export`, :func:`odm_export`, :func:`sdtm_export`, :func:`fhir_export` ``(dataset, out_dir)``
   → list of written paths;
 - :func:`write_manifest` / :func:`verify_manifest` (``python -m server.exports verify DIR``).

@@ -3,7 +3,11 @@
 Entry points (the dataset shape is documented in :mod:`server.exports.dataset`):
 
 - :func:`export_all` ``(dataset, out_dir, formats=("csv", "odm", "sdtm", "fhir"))`` → the manifest dict;
-  writes ``csv/``, ``odm/``, ``sdtm/``, ``fhir/``, a bilingual ``README.txt`` and ``manifest.json``;
+  writes ``csv/``, ``odm/``, ``sdtm/``, ``fhir/``, a bilingual ``README.txt`` and ``manifest.json``.
+  ``dataset`` is a dict or a :class:`Source` (one participant at a time, as the site export reads the
+  database): either way each participant is screened and written into every format at once by the
+  formats' writers (``CsvWriter``, ``OdmWriter``, ``SdtmWriter``, ``FhirWriter``), which keep what a file
+  needs at its end in spool files, so memory holds one participant, not the site;
 - :func:`csv_export`, :func:`odm_export`, :func:`sdtm_export`, :func:`fhir_export` ``(dataset, out_dir)``
   → list of written paths;
 - :func:`write_manifest` / :func:`verify_manifest` (``python -m server.exports verify DIR``).
@@ -15,13 +19,14 @@ refused if a key names one (:func:`server.exports.dataset.check_dataset`), and E
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from server.exports.csv_export import csv_export
-from server.exports.dataset import DEMO_MARKER, DatasetError, check_dataset, require_valid
+from server.exports.dataset import DEMO_MARKER, DatasetError, _forbidden_keys, check_dataset, require_valid
 from server.exports.fhir import fhir_export
-from server.exports.manifest import MANIFEST, Problem, dataset_meta, verify_manifest, write_manifest
+from server.exports.manifest import MANIFEST, Counts, Problem, verify_manifest, write_manifest
 from server.exports.odm import odm_export
 from server.exports.screen import PROBLEMS_FILE, HeldBack, problems_body, screen_dataset
 from server.exports.sdtm import sdtm_export
@@ -32,31 +37,45 @@ MANIFEST_PROBLEMS = 200
 FORMATS = ("csv", "odm", "sdtm", "fhir")
 
 __all__ = ["export_all", "csv_export", "odm_export", "sdtm_export", "fhir_export", "write_manifest",
-           "verify_manifest", "check_dataset", "DatasetError", "ExportInvalid", "Problem", "HeldBack", "FORMATS"]
+           "verify_manifest", "check_dataset", "DatasetError", "ExportInvalid", "Problem", "HeldBack", "FORMATS",
+           "Source", "dataset_source"]
 
 
 class ExportInvalid(RuntimeError):
     """An export file failed validation against its official schema; no manifest was written."""
 
 
-def _validate(fmt: str, files: list[Path]) -> dict[str, Any]:
-    """Validate ODM and FHIR output when the standards folder is at hand; raise on any error."""
-    from server.exports.validate import standards_dir, validate_fhir, validate_odm
-    if fmt not in ("odm", "fhir"):
-        return {"result": "not applicable"}
+def _can_validate(fmt: str) -> str | None:
+    """None when ``fmt``'s files can be validated here, else the manifest's "skipped: …" reason."""
+    from server.exports.validate import standards_dir
     if standards_dir() is None:
-        return {"result": "skipped: standards folder not found (set ALS_EPRO_STANDARDS)"}
+        return "skipped: standards folder not found (set ALS_EPRO_STANDARDS)"
     if fmt == "fhir":
         try:
             import jsonschema  # noqa: F401
         except ImportError:
-            return {"result": "skipped: jsonschema not installed"}
+            return "skipped: jsonschema not installed"
+    return None
+
+
+def _validate(fmt: str, files: list[Path], writer: Any = None) -> dict[str, Any]:
+    """Validate ODM and FHIR output when the standards folder is at hand; raise on any error. An ODM file
+    is validated streamed (:func:`validate_odm_file`); the FHIR Bundle's entries were validated one by
+    one as the ``writer`` wrote them (:class:`server.exports.fhir.FhirWriter`), the other FHIR files here."""
+    from server.exports.validate import validate_fhir, validate_odm_file
+    if fmt not in ("odm", "fhir"):
+        return {"result": "not applicable"}
+    skipped = _can_validate(fmt)
+    if skipped:
+        return {"result": skipped}
     problems = []
     for f in files:
         if fmt == "odm":
-            problems += [f"{f.name}: {p}" for p in validate_odm(f)]
-        else:
+            problems += [f"{f.name}: {p}" for p in validate_odm_file(f)]
+        elif writer is None or f.name != "QuestionnaireResponse-bundle.json":
             problems += [f"{f.name}: {p}" for p in validate_fhir(json.loads(f.read_text(encoding="utf-8")))]
+    if writer is not None:
+        problems += writer.problem_lines()
     if problems:
         raise ExportInvalid("; ".join(problems[:20]))
     schema = "CDISC ODM 1.3.2 XML schema (ODM1-3-2.xsd)" if fmt == "odm" else "HL7 FHIR R4 JSON schema (fhir.schema.json)"
@@ -98,43 +117,149 @@ def _readme(meta: Mapping[str, Any], formats: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
-def export_all(dataset: Mapping[str, Any], out_dir: str | Path,
+@dataclass
+class Source:
+    """An export dataset given piece by piece, so an export holds one participant at a time:
+
+    - ``head``: the dataset without participants, records and audit (study, generated_at, generated_by,
+      software_version, signoffs);
+    - ``chunks``: ``(participant, its records)`` in subject order (participant None: records whose
+      participant is not in the dataset, reported as such);
+    - ``audit``: the audit rows in ``seq`` order;
+    - ``held``: what the reader could not decode (it may grow while ``chunks`` is read).
+
+    :func:`dataset_source` gives one for a whole dataset dict; :func:`server.exports.build.site_source`
+    reads one from the database.
+    """
+
+    head: dict[str, Any]
+    chunks: Iterable[tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]]
+    audit: Iterable[Any]
+    held: list[HeldBack] = field(default_factory=list)
+    unique_ids: bool = False   # record ids cannot repeat (database keys): no need to remember them
+
+
+def dataset_source(dataset: Mapping[str, Any]) -> Source:
+    """A whole dataset dict as a :class:`Source` (records grouped by participant, in their order)."""
+    head = {k: v for k, v in dataset.items() if k not in ("participants", "records", "audit")}
+    participants = [p for p in dataset.get("participants") or []]
+    known = {p.get("subject") for p in participants if isinstance(p, Mapping)}
+    by_subject: dict[Any, list[Mapping[str, Any]]] = {}
+    orphans = []
+    for r in dataset.get("records") or []:
+        if isinstance(r, Mapping) and r.get("participant") in known:
+            by_subject.setdefault(r["participant"], []).append(r)
+        else:
+            orphans.append(r)
+
+    def chunks() -> Iterator[tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]]:
+        if orphans:
+            yield None, orphans
+        done = set()
+        for p in sorted(participants, key=lambda p: str(p.get("subject")) if isinstance(p, Mapping) else ""):
+            subject = p.get("subject") if isinstance(p, Mapping) else None
+            yield p, [] if subject in done else by_subject.get(subject, [])
+            done.add(subject)
+
+    def order(a: Any) -> tuple[int, int]:
+        return (1, a["seq"]) if isinstance(a, Mapping) and isinstance(a.get("seq"), int) else (0, 0)
+
+    return Source(head, chunks(), sorted(dataset.get("audit") or [], key=order))
+
+
+def export_all(dataset: Mapping[str, Any] | Source, out_dir: str | Path,
                formats: Iterable[str] = FORMATS, *, validate: bool = True,
-               held_back: Iterable[HeldBack] = ()) -> dict[str, Any]:
+               held_back: Iterable[HeldBack] = (), odm_annotations: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Write the chosen formats into subfolders of ``out_dir`` (which must be new or empty), a README,
     ``problems.json`` and ``manifest.json``; returns the manifest. Every participant, record and audit
     row that cannot be written as stored is held back and reported (:mod:`server.exports.screen`),
     never failing the export as a whole; ``held_back`` adds what the database reader already found.
     ODM and FHIR output is validated against the official schemas when they are at hand
-    (:class:`ExportInvalid` otherwise; nothing is then certified)."""
+    (:class:`ExportInvalid` otherwise; nothing is then certified). ``odm_annotations`` (data queries,
+    :func:`server.exports.queries.odm_annotations`) are written into the ODM files.
+
+    ``dataset`` may be a :class:`Source`: the export then reads, screens and writes one participant
+    at a time into every format at once, so memory does not grow with the number of participants."""
+    from server.exports.csv_export import CsvWriter
+    from server.exports.fhir import FhirWriter
+    from server.exports.odm import OdmWriter
+    from server.exports.sdtm import SdtmWriter
+
     formats = tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be among {FORMATS}, got {formats}")
-    masked = [p for p in check_dataset({**dataset, "records": [], "participants": [], "audit": []})]
+    source = dataset if isinstance(dataset, Source) else dataset_source(dataset)
+    empty = {"participants": [], "records": [], "audit": []}
+    masked = check_dataset({**source.head, **empty})
     if masked:
         raise DatasetError(masked)
-    dataset, problems = screen_dataset(dataset)
-    problems = [*held_back, *problems]
-    dataset = require_valid(dataset)
+    head, problems = screen_dataset({**source.head, **empty})   # the sign-offs
+    head = {k: v for k, v in head.items() if k not in empty}
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; an export is written into a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    meta = dataset_meta(dataset)
-    files: list[Path] = []
-    validation: dict[str, Any] = {}
+    fhir_check = validate and "fhir" in formats and _can_validate("fhir") is None
+    annotations = list(odm_annotations)
+    writers: dict[str, Any] = {}
     for fmt in formats:
         sub = out / fmt
         if fmt == "csv":
-            written = csv_export(dataset, sub)
+            writers[fmt] = [CsvWriter(sub)]
         elif fmt == "odm":
-            written = odm_export(dataset, sub) + odm_export(dataset, sub, file_type="Snapshot")
+            writers[fmt] = [OdmWriter(sub, head, file_type=t, annotations=annotations)
+                            for t in ("Transactional", "Snapshot")]
         elif fmt == "sdtm":
-            written = sdtm_export(dataset, sub)
+            writers[fmt] = [SdtmWriter(sub, head)]
         else:
-            written = fhir_export(dataset, sub)
-        validation[fmt] = _validate(fmt, written) if validate else {"result": "skipped: not requested"}
+            writers[fmt] = [FhirWriter(sub, head, validate=fhir_check)]
+    every = [w for ws in writers.values() for w in ws]
+    try:
+        return _write_all(source, out, formats, writers, head, problems, held_back, validate, fhir_check)
+    finally:
+        for w in every:
+            w.close()  # a no-op once finished; on an error, no file is left open
+
+
+def _write_all(source: Source, out: Path, formats: tuple[str, ...], writers: Mapping[str, list[Any]],
+               head: Mapping[str, Any], problems: list[HeldBack], held_back: Iterable[HeldBack], validate: bool,
+               fhir_check: bool) -> dict[str, Any]:
+    every = [w for ws in writers.values() for w in ws]
+    empty = {"participants": [], "records": [], "audit": []}
+    counts = Counts()
+    chunk_head = {k: v for k, v in head.items() if k != "signoffs"}
+    seen: set[str] | None = None if source.unique_ids else set()
+    for participant, records in source.chunks:
+        chunk = {**chunk_head, "participants": [] if participant is None else [participant], "records": records,
+                 "audit": []}
+        clean, found = screen_dataset(chunk, seen=seen)
+        problems += found
+        if not clean["participants"]:
+            continue
+        clean = require_valid(clean)
+        counts.add(clean)
+        for w in every:
+            w.add(clean)
+    csv_writer = writers.get("csv", [None])[0]
+    for i, row in enumerate(source.audit):
+        clean, found = screen_dataset({**chunk_head, **empty, "audit": [row]}, probe=False)
+        problems += found
+        for a in clean["audit"]:
+            masked = [f"masking: key {p!r} is not allowed in an export" for p in _forbidden_keys(a, f"audit[{i}]")]
+            if masked:
+                raise DatasetError(masked)
+            counts.add_audit()
+            if csv_writer is not None:
+                csv_writer.add_audit(a)
+    problems = [*source.held, *held_back, *problems]
+    meta = counts.meta(head)
+    files: list[Path] = []
+    validation: dict[str, Any] = {}
+    for fmt, ws in writers.items():
+        written = [p for w in ws for p in w.finish()]
+        fhir_writer = ws[0] if fmt == "fhir" and fhir_check else None
+        validation[fmt] = _validate(fmt, written, fhir_writer) if validate else {"result": "skipped: not requested"}
         files += written
     readme = out / "README.txt"
     readme.write_text(_readme(meta, formats), encoding="utf-8")

@@ -1,9 +1,10 @@
 """Build the export dataset of one site from the database, and run a whole site export.
 
-:func:`build_dataset` reads one consistent snapshot (one read transaction) and returns the plain dict
-:mod:`server.exports.dataset` documents: participants, every record with every version, and the site's
-audit trail. :func:`run_site_export` writes the chosen formats with :func:`server.exports.export_all`,
-adds the review evidence the formats do not carry — investigator sign-offs with their current status
+:func:`site_source` reads the site as a :class:`server.exports.Source`: the study and sign-offs first,
+then one participant with every record and version at a time, then the audit trail, each only when the
+export asks for it; :func:`build_dataset` gathers it into the plain dict :mod:`server.exports.dataset`
+documents. :func:`run_site_export` reads one consistent snapshot (one read transaction) and streams it
+through :func:`server.exports.export_all` (memory holds one participant, not the site), then adds the review evidence the formats do not carry — investigator sign-offs with their current status
 (valid / invalidated, re-signature required) and flag acknowledgements — under ``review/``, lists those
 files in the same manifest, and writes the ``export.create`` audit row (who, where, formats, counts,
 the manifest's sha256). A demo database (:func:`server.demo.is_demo_db`) is exported with
@@ -16,15 +17,17 @@ import hashlib
 import io
 import json
 import zipfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from sqlite_utils import Database
 
 import shared
 from server.clock import iso, utc_now
 from server.db import query, write_tx
+from server.exports import Source
 from server.exports.manifest import MANIFEST, write_manifest
 from server.exports.queries import write_query_files
 from server.exports.screen import PROBLEMS_FILE, HeldBack, problems_body
@@ -116,76 +119,113 @@ def _signoff_items(db: Database, site_id: int, staff: Mapping[str, dict[str, Any
     return out
 
 
-def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: Protocol,
-                  now: datetime | None = None, held_back: list[HeldBack] | None = None) -> dict[str, Any]:
-    """The export dataset of one site (shape: :mod:`server.exports.dataset`). A stored row that cannot
-    be decoded is left out and appended to ``held_back`` (the export reports it); nothing raises for
-    one bad row."""
-    held = held_back if held_back is not None else []
-    site = get_site(db, site_code)
-    own_tx = not db.conn.in_transaction
-    if own_tx:
-        db.conn.execute("BEGIN")  # one snapshot: nothing written meanwhile is half-included
+def _participant_item(db: Database, p: Mapping[str, Any], site: Mapping[str, Any], enrolled: Mapping[str, Any] | None,
+                      staff: Mapping[str, dict[str, Any]], devices: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    item = {"subject": p["subject"], "site": site["code"],
+            "status": "withdrawn" if p["status"] == "withdrawn" else "enrolled",
+            "onset": p["onset"], "first_dose_date": p["first_dose_date"], "tz": p["tz"]}
+    day1 = confirmed_day1(db, p["id"])
+    if day1 is not None:
+        item["day1_confirmed"] = day1.isoformat()
+    item["enrolled_at"] = enrolled["at"] if enrolled else p["enrolled_at"]
+    if enrolled:
+        item["enrolled_by"] = _actor_dict(_audit_actor(enrolled), staff, devices)
+    return item
+
+
+def _participant_records(db: Database, p: Mapping[str, Any], staff: Mapping[str, dict[str, Any]],
+                         devices: Mapping[str, dict[str, Any]], held: list[HeldBack]) -> list[dict[str, Any]]:
+    """One participant's records with every version, in server order (one bad row is held back)."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for v in db.query("SELECT v.* FROM record_versions v JOIN records r ON r.id = v.record_id"
+                      " WHERE r.participant_id = ? ORDER BY v.record_id, v.version", [p["id"]]):
+        versions.setdefault(v["record_id"], []).append(v)
+    records = []
+    for r in db.query("SELECT r.*, ? AS subject FROM records r WHERE r.participant_id = ? ORDER BY r.server_seq",
+                      [p["subject"], p["id"]]):
+        try:
+            records.append(_record_item(r, versions.get(r["id"], []), staff, devices))
+        except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
+            held.append(HeldBack("record", str(r["id"]), r["subject"], "stored row",
+                                 f"cannot be decoded: {type(exc).__name__}: {exc}"[:160]))
+    return records
+
+
+def _audit_item(a: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        staff = {str(r["id"]): r for r in query(db, "SELECT id, email, role FROM staff")}
-        devices = {r["id"]: r for r in query(
-            db, "SELECT d.id, d.role FROM devices d JOIN participants p ON p.id = d.participant_id"
-                " WHERE p.site_id = ?", [site["id"]])}
-        enrolments = {r["entity_id"]: r for r in query(
-            db, "SELECT entity_id, at, actor_kind, actor_id FROM audit WHERE action = 'participant.enroll'"
-                " AND site_id = ? ORDER BY seq", [site["id"]])}
-        participants = []
-        for p in query(db, "SELECT * FROM participants WHERE site_id = ? ORDER BY subject", [site["id"]]):
-            item = {"subject": p["subject"], "site": site["code"],
-                    "status": "withdrawn" if p["status"] == "withdrawn" else "enrolled",
-                    "onset": p["onset"], "first_dose_date": p["first_dose_date"], "tz": p["tz"]}
-            day1 = confirmed_day1(db, p["id"])
-            if day1 is not None:
-                item["day1_confirmed"] = day1.isoformat()
-            enrolled = enrolments.get(p["subject"])
-            item["enrolled_at"] = enrolled["at"] if enrolled else p["enrolled_at"]
-            if enrolled:
-                item["enrolled_by"] = _actor_dict(_audit_actor(enrolled), staff, devices)
-            participants.append(item)
-        versions: dict[str, list[dict[str, Any]]] = {}
-        for v in query(db, "SELECT v.* FROM record_versions v JOIN records r ON r.id = v.record_id"
-                           " JOIN participants p ON p.id = r.participant_id WHERE p.site_id = ?"
-                           " ORDER BY v.record_id, v.version", [site["id"]]):
-            versions.setdefault(v["record_id"], []).append(v)
-        records = []
-        for r in query(db, "SELECT r.*, p.subject FROM records r JOIN participants p ON p.id = r.participant_id"
-                           " WHERE p.site_id = ? ORDER BY r.server_seq", [site["id"]]):
-            try:
-                records.append(_record_item(r, versions.get(r["id"], []), staff, devices))
-            except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
-                held.append(HeldBack("record", str(r["id"]), r["subject"], "stored row",
-                                     f"cannot be decoded: {type(exc).__name__}: {exc}"[:160]))
-        audit = []
-        for a in query(db, "SELECT * FROM audit WHERE site_id = ? ORDER BY seq", [site["id"]]):
-            try:
-                detail = json.loads(a["detail"])
-            except (TypeError, ValueError):
-                detail = a["detail"]  # kept verbatim as text
-            audit.append({"seq": a["seq"], "at": a["at"], "actor": _audit_actor(a), "action": a["action"],
-                          "entity": a["entity"] or "", "entity_id": a["entity_id"] or "", "detail": detail})
-        signoffs = _signoff_items(db, site["id"], staff, held)
-        demo = is_demo(db)
-    finally:
-        if own_tx:
-            db.conn.execute("COMMIT")
+        detail = json.loads(a["detail"])
+    except (TypeError, ValueError):
+        detail = a["detail"]  # kept verbatim as text
+    return {"seq": a["seq"], "at": a["at"], "actor": _audit_actor(a), "action": a["action"],
+            "entity": a["entity"] or "", "entity_id": a["entity_id"] or "", "detail": detail}
+
+
+def site_source(db: Database, site_code: str, *, generated_by: str, protocol: Protocol,
+                now: datetime | None = None) -> Source:
+    """The site's export dataset as a :class:`server.exports.Source`: the head (study, sign-offs) read
+    now, then one participant with its records at a time, then the audit rows, each read from the
+    database only when the export asks for it. Read it inside one read transaction (one snapshot;
+    :func:`run_site_export` does). A row that cannot be decoded is held back (``held``)."""
+    held: list[HeldBack] = []
+    site = get_site(db, site_code)
+    staff = {str(r["id"]): r for r in query(db, "SELECT id, email, role FROM staff")}
     sponsor = protocol.data.get("study", {}).get("sponsor_protocol_id")
-    return {
+    head = {
         "study": {"protocol_id": protocol.id, "protocol_version": protocol.version,
                   **({"sponsor_protocol_id": sponsor} if sponsor else {}),
-                  "site": {"code": site["code"], "name": site["name"]}, "demo": demo},
+                  "site": {"code": site["code"], "name": site["name"]}, "demo": is_demo(db)},
         "generated_at": iso(now or utc_now()),
         "generated_by": generated_by,
         "software_version": shared.__version__,
-        "participants": participants,
-        "records": records,
-        "audit": audit,
-        "signoffs": signoffs,
+        "signoffs": _signoff_items(db, site["id"], staff, held),
     }
+
+    def chunks() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        enrolments = {r["entity_id"]: r for r in query(
+            db, "SELECT entity_id, at, actor_kind, actor_id FROM audit WHERE action = 'participant.enroll'"
+                " AND site_id = ? ORDER BY seq", [site["id"]])}
+        for p in query(db, "SELECT * FROM participants WHERE site_id = ? ORDER BY subject", [site["id"]]):
+            devices = {r["id"]: r for r in query(db, "SELECT id, role FROM devices WHERE participant_id = ?", [p["id"]])}
+            yield (_participant_item(db, p, site, enrolments.get(p["subject"]), staff, devices),
+                   _participant_records(db, p, staff, devices, held))
+
+    def audit() -> Iterator[dict[str, Any]]:
+        for a in db.query("SELECT * FROM audit WHERE site_id = ? ORDER BY seq", [site["id"]]):
+            yield _audit_item(a)
+
+    return Source(head, chunks(), audit(), held, unique_ids=True)
+
+
+@contextmanager
+def _snapshot(db: Database) -> Iterator[None]:
+    """One read transaction (unless one is open): nothing written meanwhile is half-included."""
+    own_tx = not db.conn.in_transaction
+    if own_tx:
+        db.conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if own_tx:
+            db.conn.execute("COMMIT")
+
+
+def build_dataset(db: Database, site_code: str, *, generated_by: str, protocol: Protocol,
+                  now: datetime | None = None, held_back: list[HeldBack] | None = None) -> dict[str, Any]:
+    """The export dataset of one site as one dict (shape: :mod:`server.exports.dataset`): every
+    participant of :func:`site_source` at once. A stored row that cannot be decoded is left out and
+    appended to ``held_back`` (the export reports it); nothing raises for one bad row."""
+    with _snapshot(db):
+        source = site_source(db, site_code, generated_by=generated_by, protocol=protocol, now=now)
+        participants, records = [], []
+        for p, recs in source.chunks:
+            participants.append(p)
+            records += recs
+        records.sort(key=lambda r: r["server_seq"])
+        audit = list(source.audit)
+    if held_back is not None:
+        held_back += source.held
+    signoffs = source.head.pop("signoffs")
+    return {**source.head, "participants": participants, "records": records, "audit": audit, "signoffs": signoffs}
 
 
 # --- review evidence files ------------------------------------------------------------------------------
@@ -311,23 +351,26 @@ def run_site_export(db: Database, site_code: str, out_dir: str | Path, *, format
     never failing the export as a whole."""
     from server.exports import export_all
 
+    from server.exports.queries import odm_annotations
+
     formats = tuple(formats)
     out = Path(out_dir)
-    held: list[HeldBack] = []
-    dataset = build_dataset(db, site_code, generated_by=generated_by, protocol=protocol, now=now, held_back=held)
-    manifest = export_all(dataset, out, formats, held_back=held)
     site = get_site(db, site_code)
+    with _snapshot(db):  # read participant by participant, written as read (memory flat in participants)
+        source = site_source(db, site_code, generated_by=generated_by, protocol=protocol, now=now)
+        manifest = export_all(source, out, formats, odm_annotations=odm_annotations(db, site["id"]))
+    demo = source.head["study"]["demo"]
     review_held: list[HeldBack] = []
-    extra, review_counts = write_review_files(db, site["id"], protocol, out, demo=dataset["study"]["demo"],
+    extra, review_counts = write_review_files(db, site["id"], protocol, out, demo=demo,
                                               now=now or utc_now(), held_back=review_held)
-    extra += write_query_files(db, site["id"], out)  # data queries (issue 12): queries.csv, ODM annotations
+    extra += write_query_files(db, site["id"], out, annotate=False)  # data queries (issue 12): queries.csv
     manifest = _add_to_manifest(out, extra, review_counts, review_held)
     digest = hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
     with write_tx(db):
         write_audit(db, actor, "export.create", entity="export", entity_id=out.name, site_id=site["id"],
                     detail={"site": site_code, "formats": list(formats), "out": str(out.resolve()),
                             "generated_by": generated_by, "generated_at": manifest["generated_at"],
-                            "demo": dataset["study"]["demo"], "counts": manifest["counts"],
+                            "demo": demo, "counts": manifest["counts"],
                             "held_back": manifest["held_back"]["count"], "manifest_sha256": digest})
     return manifest
 

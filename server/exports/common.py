@@ -211,7 +211,7 @@ assert set(FORM_TITLES) == set(RECORD_TYPES)
 def _get(payload: Mapping[str, Any], path: str) -> Any:
     node: Any = payload
     for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+        if not (type(node) is dict or isinstance(node, Mapping)) or part not in node:  # dict first: fast
             return None
         node = node[part]
     return node
@@ -321,15 +321,30 @@ def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> P
     return path
 
 
+class AnalysisCsv:
+    """:func:`write_analysis_csv` as an open file that takes rows as they come."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fh = path.open("w", encoding="utf-8-sig", newline="")
+        self.writer = csv.writer(self.fh, lineterminator="\r\n")
+        self.writer.writerow(header)
+
+    def rows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writer.writerow([csv_value(v) for v in row])
+
+    def close(self) -> Path:
+        self.fh.close()
+        return self.path
+
+
 def write_analysis_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> Path:
     """An analysis CSV (SDTM): values verbatim, never an apostrophe added (UTF-8 with BOM, CRLF)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\r\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([csv_value(v) for v in row])
-    return path
+    out = AnalysisCsv(path, header)
+    out.rows(rows)
+    return out.close()
 
 
 def sha256_file(path: Path) -> str:

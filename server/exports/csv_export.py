@@ -7,9 +7,10 @@ Booleans are ``Y``/``N``; lists are joined with ``;``; an empty cell is "no valu
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from server.exports.common import (
     META_FIELDS, Field, _txt, codes_text, csv_cell, fields_for, meta_values, payload_values, site_of,
@@ -76,55 +77,88 @@ def _change_value(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else _json(value))
 
 
-def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write the CSV files into ``out_dir``; returns their paths."""
-    dataset = require_valid(dataset)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tls, sites = timelines(dataset), site_of(dataset)
-    files = _file_fields()
-    written: list[Path] = []
-    for rtype in RECORD_TYPES:
-        cols = files[f"{rtype}.csv"]
-        rows = []
-        for rec in sorted_records(dataset, rtype):
-            values = {**meta_values(rec, tls[rec["participant"]], sites[rec["participant"]]),
-                      **payload_values(rtype, current_version(rec)["payload"])}
-            rows.append([values.get(f.name) for f in cols])
-        written.append(write_csv(out / f"{rtype}.csv", [f.name for f in cols], rows))
+class CsvWriter:
+    """The CSV files written as the data comes: :meth:`add` takes a dataset of whole participants (one
+    or more; successive calls in subject order), :meth:`add_audit` one audit row (in ``seq`` order),
+    :meth:`finish` writes the data dictionary and returns the paths. Memory holds one chunk at a time."""
 
-    counts: dict[str, int] = {}
-    for rec in dataset["records"]:
-        counts[rec["participant"]] = counts.get(rec["participant"], 0) + 1
-    rows = [[p["subject"], sites[p["subject"]], p["status"], p["onset"], p["first_dose_date"],
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.files = _file_fields()
+        self._open: dict[str, tuple[Path, Any, Any]] = {}
+        names = [f"{t}.csv" for t in RECORD_TYPES] + ["participants.csv", "record_versions.csv", "audit_trail.csv"]
+        for name in names:
+            path = self.out / name
+            fh = path.open("w", encoding="utf-8-sig", newline="")
+            writer = csv.writer(fh, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+            writer.writerow([csv_cell(f.name) for f in self.files[name]])
+            self._open[name] = (path, fh, writer)
+
+    def _rows(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
+        writer = self._open[name][2]
+        for row in rows:
+            writer.writerow([csv_cell(v) for v in row])
+
+    def add(self, dataset: Mapping[str, Any]) -> None:
+        """Rows of a normalised dataset (:func:`require_valid`) holding whole participants."""
+        tls, sites = timelines(dataset), site_of(dataset)
+        for rtype in RECORD_TYPES:
+            cols = self.files[f"{rtype}.csv"]
+            self._rows(f"{rtype}.csv", ([values.get(f.name) for f in cols] for values in (
+                {**meta_values(rec, tls[rec["participant"]], sites[rec["participant"]]),
+                 **payload_values(rtype, current_version(rec)["payload"])}
+                for rec in sorted_records(dataset, rtype))))
+        counts: dict[str, int] = {}
+        for rec in dataset["records"]:
+            counts[rec["participant"]] = counts.get(rec["participant"], 0) + 1
+        self._rows("participants.csv", (
+            [p["subject"], sites[p["subject"]], p["status"], p["onset"], p["first_dose_date"],
              tls[p["subject"]].day1.isoformat(), p["tz"], counts.get(p["subject"], 0)]
-            for p in sorted(dataset["participants"], key=lambda p: p["subject"])]
-    written.append(write_csv(out / "participants.csv", [f.name for f in PARTICIPANT_FIELDS], rows))
+            for p in sorted(dataset["participants"], key=lambda p: p["subject"])))
+        self._rows("record_versions.csv", _version_rows(dataset))
 
-    rows = []
+    def add_audit(self, a: Mapping[str, Any]) -> None:
+        self._rows("audit_trail.csv", [[a["seq"], a["at"], a["actor"], a["action"], a["entity"], a["entity_id"],
+                                        a["detail"] if isinstance(a["detail"], str) else _json(a["detail"])]])
+
+    def close(self) -> None:
+        for _path, fh, _w in self._open.values():
+            fh.close()
+
+    def finish(self) -> list[Path]:
+        self.close()
+        written = [path for path, _fh, _w in self._open.values()]
+        rows = [[fname, f.name, f.label["en"], f.label["zh-CN"], f.dtype, codes_text(f.codes, "en"),
+                 codes_text(f.codes, "zh-CN"), "derived: " + f.derivation if f.derived else "collected"]
+                for fname, cols in self.files.items() for f in cols]
+        rows += _sdtm_dictionary_rows()
+        written.append(write_csv(self.out / "data_dictionary.csv",
+                                 ["file", "name", "label_en", "label_zh-CN", "type", "codes", "codes_zh-CN", "origin"],
+                                 rows))
+        return written
+
+
+def _version_rows(dataset: Mapping[str, Any]) -> Iterator[list[Any]]:
     for rec in sorted_records(dataset):
         for v in rec["versions"]:
             by = v["created_by"]
             head = [rec["id"], rec["participant"], rec["type"], v["version"], v["created_at"], by["kind"], by["id"],
                     by.get("role"), by.get("name"), v.get("requested_by"), v.get("reason")]
             if v["version"] == 1:
-                rows.append(head + ["", "", _json(v["payload"])])
+                yield head + ["", "", _json(v["payload"])]
             for c in v["changes"]:
-                rows.append(head + [c["field"], _change_value(c["old"]), _change_value(c["new"])])
-    written.append(write_csv(out / "record_versions.csv", [f.name for f in VERSION_FIELDS], rows))
+                yield head + [c["field"], _change_value(c["old"]), _change_value(c["new"])]
 
-    rows = [[a["seq"], a["at"], a["actor"], a["action"], a["entity"], a["entity_id"],
-             a["detail"] if isinstance(a["detail"], str) else _json(a["detail"])]
-            for a in sorted(dataset["audit"], key=lambda a: a["seq"])]
-    written.append(write_csv(out / "audit_trail.csv", [f.name for f in AUDIT_FIELDS], rows))
 
-    rows = [[fname, f.name, f.label["en"], f.label["zh-CN"], f.dtype, codes_text(f.codes, "en"),
-             codes_text(f.codes, "zh-CN"), "derived: " + f.derivation if f.derived else "collected"]
-            for fname, cols in files.items() for f in cols]
-    rows += _sdtm_dictionary_rows()
-    written.append(write_csv(out / "data_dictionary.csv",
-                             ["file", "name", "label_en", "label_zh-CN", "type", "codes", "codes_zh-CN", "origin"], rows))
-    return written
+def csv_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write the CSV files into ``out_dir``; returns their paths."""
+    dataset = require_valid(dataset)
+    writer = CsvWriter(out_dir)
+    writer.add(dataset)
+    for a in sorted(dataset["audit"], key=lambda a: a["seq"]):
+        writer.add_audit(a)
+    return writer.finish()
 
 
 def _sdtm_dictionary_rows() -> list[list[Any]]:
@@ -149,4 +183,4 @@ def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = 
     "".join(cells).encode("utf-8")
 
 
-__all__ = ["csv_export"]
+__all__ = ["csv_export", "CsvWriter"]

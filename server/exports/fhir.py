@@ -13,6 +13,8 @@ are not questionnaires and are exported in the CSV, ODM and SDTM EC files instea
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -258,14 +260,8 @@ def build_related_person(site: str, subject: str) -> dict[str, Any]:
                               "text": "Caregiver", "_text": _zh({"zh-CN": "照护者"})}]}
 
 
-def build_bundle(dataset: Mapping[str, Any]) -> dict[str, Any]:
+def _bundle_shell(dataset: Mapping[str, Any], entries: Any) -> dict[str, Any]:
     site = dataset["study"]["site"]["code"]
-    carers = sorted({r["participant"] for r in dataset["records"]
-                     if r["type"] in FHIR_TYPES and r["respondent"] == "caregiver"})
-    entries = [{"fullUrl": f"urn:uuid:{caregiver_id(site, s)}", "resource": build_related_person(site, s)}
-               for s in carers]
-    entries += [{"fullUrl": f"urn:uuid:{r['id']}", "resource": build_response(r, site)}
-                for t in FHIR_TYPES for r in sorted_records(dataset, t)]
     stamp = utc_iso(dataset["generated_at"])
     bundle: dict[str, Any] = {
         "resourceType": "Bundle", "id": str(uuid.uuid5(NS, f"{dataset['study']['protocol_id']}|{site}|{stamp}")),
@@ -277,25 +273,153 @@ def build_bundle(dataset: Mapping[str, Any]) -> dict[str, Any]:
     return bundle
 
 
-def _questionnaire_versions(dataset: Mapping[str, Any], record_type: str) -> list[str]:
-    known = set(available_versions(record_type))
-    used = {r["instrument_version"].split("/")[-1] for r in dataset["records"] if r["type"] == record_type}
-    return sorted((used & known) | {load_instrument(record_type).version})
+def build_bundle(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    site = dataset["study"]["site"]["code"]
+    carers = sorted({r["participant"] for r in dataset["records"]
+                     if r["type"] in FHIR_TYPES and r["respondent"] == "caregiver"})
+    entries = [{"fullUrl": f"urn:uuid:{caregiver_id(site, s)}", "resource": build_related_person(site, s)}
+               for s in carers]
+    entries += [{"fullUrl": f"urn:uuid:{r['id']}", "resource": build_response(r, site)}
+                for t in FHIR_TYPES for r in sorted_records(dataset, t)]
+    return _bundle_shell(dataset, entries)
+
+
+ENTRIES = "\x00entries\x00"   # where the streamed entries go in the Bundle's JSON text
+
+
+class FhirWriter:
+    """The FHIR files written as the data comes: :meth:`add` takes a normalised dataset of whole
+    participants (successive calls in subject order); each QuestionnaireResponse is written to a spool
+    file per type as it is built (and checked against the R4 schema when ``validate``), and
+    :meth:`finish` writes the Questionnaires and the Bundle — the same JSON text as dumping
+    :func:`build_bundle` of the whole dataset — without holding the entries in memory."""
+
+    def __init__(self, out_dir: str | Path, head: Mapping[str, Any], *, validate: bool = False) -> None:
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.head = head
+        self.validate = validate
+        self.carers: list[str] = []
+        self.used: dict[str, set[str]] = {t: set() for t in FHIR_TYPES}
+        self.parts = {t: tempfile.TemporaryFile("w+", encoding="utf-8") for t in FHIR_TYPES}
+        self.count = {t: 0 for t in FHIR_TYPES}
+        self.problems: list[tuple[str | None, int, str]] = []   # (type or None for a carer, index, problem)
+
+    def _check(self, kind: str | None, index: int, entry: Mapping[str, Any]) -> None:
+        """The entry as :func:`validate_fhir` checks it inside the whole Bundle: its resource, and the
+        entry without it against ``Bundle_Entry``."""
+        if self.validate:
+            from server.exports.validate import validate_fhir, validate_fhir_definition
+            shell = {k: v for k, v in entry.items() if k != "resource"}
+            self.problems += [(kind, index, f"resource/{p}") for p in validate_fhir(dict(entry["resource"]))]
+            self.problems += [(kind, index, p) for p in validate_fhir_definition("Bundle_Entry", shell)]
+
+    def add(self, dataset: Mapping[str, Any]) -> None:
+        site = dataset["study"]["site"]["code"]
+        self.carers += sorted({r["participant"] for r in dataset["records"]
+                               if r["type"] in FHIR_TYPES and r["respondent"] == "caregiver"})
+        for t in FHIR_TYPES:
+            self.used[t] |= {r["instrument_version"].split("/")[-1] for r in dataset["records"] if r["type"] == t}
+            part = self.parts[t]
+            for r in sorted_records(dataset, t):
+                entry = {"fullUrl": f"urn:uuid:{r['id']}", "resource": build_response(r, site)}
+                self._check(t, self.count[t], entry)
+                part.write((",\n" if self.count[t] else "") + _entry_text(entry))
+                self.count[t] += 1
+
+    def close(self) -> None:
+        for part in self.parts.values():
+            part.close()
+
+    def finish(self) -> list[Path]:
+        written = []
+        for rtype in FHIR_TYPES:
+            known = set(available_versions(rtype))
+            for version in sorted((self.used[rtype] & known) | {load_instrument(rtype).version}):
+                for lang in LANGS:
+                    q = build_questionnaire(rtype, version, lang)
+                    written.append(_write(self.out / f"Questionnaire-{q['id']}.json", q))
+        site = self.head["study"]["site"]["code"]
+        carers = sorted(set(self.carers))
+        shell = _bundle_shell(self.head, ENTRIES)
+        before, after = (json.dumps(shell, ensure_ascii=False, indent=2, sort_keys=False) + "\n").split(
+            json.dumps(ENTRIES), 1)
+        path = self.out / "QuestionnaireResponse-bundle.json"
+        with path.open("w", encoding="utf-8") as fh:
+            fh.write(before)
+            n = len(carers) + sum(self.count.values())
+            fh.write("[\n" if n else "[]")
+            first = True
+            for i, s in enumerate(carers):
+                entry = {"fullUrl": f"urn:uuid:{caregiver_id(site, s)}", "resource": build_related_person(site, s)}
+                self._check(None, i, entry)
+                fh.write(("" if first else ",\n") + _entry_text(entry))
+                first = False
+            for t in FHIR_TYPES:
+                part = self.parts[t]
+                if self.count[t]:
+                    fh.write("" if first else ",\n")
+                    first = False
+                    part.seek(0)
+                    shutil.copyfileobj(part, fh)
+                part.close()
+            fh.write("\n  ]" if n else "")
+            fh.write(after)
+        if self.validate:  # the Bundle itself, its entries checked one by one above
+            from server.exports.validate import validate_fhir
+            self.problems += [("Bundle", 0, p) for p in validate_fhir(dict(shell, entry=[]))]
+        written.append(path)
+        return written
+
+    def problem_lines(self) -> list[str]:
+        offsets = {None: 0}
+        start = len(set(self.carers))
+        for t in FHIR_TYPES:
+            offsets[t] = start
+            start += self.count[t]
+        out = []
+        for kind, index, p in self.problems:
+            if kind == "Bundle":
+                out.append(f"QuestionnaireResponse-bundle.json: {p}")
+            else:
+                out.append(f"QuestionnaireResponse-bundle.json: entry/{offsets[kind] + index}/{p}")
+        return out
+
+
+_STRING = json.encoder.encode_basestring   # what json.dumps(ensure_ascii=False) writes for a string
+
+
+def pretty_json(value: Any, indent: str = "") -> str:
+    """``json.dumps(value, ensure_ascii=False, indent=2)`` of JSON data (string keys), the lines after
+    the first starting with ``indent``: the same text, several times faster (``json.dumps`` with an
+    indent runs its pure-Python encoder; strings and numbers here go through its C parts)."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        return "{\n" + ",\n".join(f"{inner}{_STRING(k)}: {pretty_json(v, inner)}" for k, v in value.items()) \
+            + "\n" + indent + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + pretty_json(v, inner) for v in value) + "\n" + indent + "]"
+    if isinstance(value, str):
+        return _STRING(value)
+    return json.dumps(value)
+
+
+def _entry_text(entry: Mapping[str, Any]) -> str:
+    """One Bundle entry as :func:`json.dumps` with ``indent=2`` writes it inside the Bundle."""
+    return "    " + pretty_json(dict(entry), "    ")
 
 
 def fhir_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write ``Questionnaire-<name>-<version>.json`` files and ``QuestionnaireResponse-bundle.json``."""
     dataset = require_valid(dataset)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for rtype in FHIR_TYPES:
-        for version in _questionnaire_versions(dataset, rtype):
-            for lang in LANGS:
-                q = build_questionnaire(rtype, version, lang)
-                written.append(_write(out / f"Questionnaire-{q['id']}.json", q))
-    written.append(_write(out / "QuestionnaireResponse-bundle.json", build_bundle(dataset)))
-    return written
+    writer = FhirWriter(out_dir, dataset)
+    writer.add(dataset)
+    return writer.finish()
 
 
 def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
@@ -322,4 +446,4 @@ def _write(path: Path, resource: Mapping[str, Any]) -> Path:
     return path
 
 
-__all__ = ["fhir_export", "build_questionnaire", "build_bundle", "build_response"]
+__all__ = ["fhir_export", "FhirWriter", "build_questionnaire", "build_bundle", "build_response"]

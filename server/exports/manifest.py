@@ -31,29 +31,54 @@ class Problem:
         return f"{self.path}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
 
 
+class Counts:
+    """The manifest's counts and draft-wording versions, added up chunk by chunk (:meth:`add` a dataset
+    of whole participants, :meth:`add_audit` per audit row)."""
+
+    def __init__(self) -> None:
+        self.participants = self.versions = self.corrected = self.audit = 0
+        self.records = {t: 0 for t in RECORD_TYPES}
+        self.instrument_versions: set[str] = set()
+
+    def add(self, dataset: Mapping[str, Any]) -> None:
+        self.participants += len(dataset["participants"])
+        for r in dataset["records"]:
+            self.records[r["type"]] = self.records.get(r["type"], 0) + 1
+            self.versions += len(r["versions"])
+            self.corrected += len(r["versions"]) > 1
+            self.instrument_versions.add(r["instrument_version"])
+
+    def add_audit(self, n: int = 1) -> None:
+        self.audit += n
+
+    def meta(self, head: Mapping[str, Any]) -> dict[str, Any]:
+        drafts = draft_instrument_versions({"records": [{"instrument_version": v} for v in self.instrument_versions]})
+        meta: dict[str, Any] = {
+            "study": head["study"], "generated_at": utc_iso(head["generated_at"]), "generated_by": head["generated_by"],
+            "software_version": head["software_version"], "demo": bool(head["study"].get("demo")),
+            "counts": {
+                "participants": self.participants,
+                "records": {t: self.records[t] for t in RECORD_TYPES},
+                "records_total": sum(self.records.values()), "versions": self.versions,
+                "corrected_records": self.corrected,
+                "audit_entries": self.audit,
+            },
+            "draft_wording": None,
+        }
+        if drafts:
+            meta["draft_wording"] = {
+                "instrument_versions": drafts,
+                "note": {"en": "Instrument wording is a draft, not yet sponsor-approved (versions ending in draft-N).",
+                         "zh-CN": "量表文字为草稿，尚未经申办方批准（版本号以 draft-N 结尾）。"}}
+        return meta
+
+
 def dataset_meta(dataset: Mapping[str, Any]) -> dict[str, Any]:
     """What the manifest says about the data: study, who, when, software, counts, markers."""
-    records = dataset["records"]
-    versions = sum(len(r["versions"]) for r in records)
-    drafts = draft_instrument_versions(dataset)
-    meta: dict[str, Any] = {
-        "study": dataset["study"], "generated_at": utc_iso(dataset["generated_at"]), "generated_by": dataset["generated_by"],
-        "software_version": dataset["software_version"], "demo": bool(dataset["study"].get("demo")),
-        "counts": {
-            "participants": len(dataset["participants"]),
-            "records": {t: sum(1 for r in records if r["type"] == t) for t in RECORD_TYPES},
-            "records_total": len(records), "versions": versions,
-            "corrected_records": sum(1 for r in records if len(r["versions"]) > 1),
-            "audit_entries": len(dataset["audit"]),
-        },
-        "draft_wording": None,
-    }
-    if drafts:
-        meta["draft_wording"] = {
-            "instrument_versions": drafts,
-            "note": {"en": "Instrument wording is a draft, not yet sponsor-approved (versions ending in draft-N).",
-                     "zh-CN": "量表文字为草稿，尚未经申办方批准（版本号以 draft-N 结尾）。"}}
-    return meta
+    counts = Counts()
+    counts.add(dataset)
+    counts.add_audit(len(dataset["audit"]))
+    return counts.meta(dataset)
 
 
 def _rel(out_dir: Path, path: Path) -> str:

@@ -35,6 +35,10 @@ Subjects are inserted with the enrolment's time and actor when the dataset gives
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -77,6 +81,7 @@ def _translated(parent: etree._Element, tag: str, text: Mapping[str, str]) -> et
     return holder
 
 
+@lru_cache(maxsize=4096)
 def _oid(*parts: str) -> str:
     return ".".join(re.sub(r"[^A-Za-z0-9_\-]", "_", p).upper() for p in parts)
 
@@ -118,7 +123,7 @@ def _record_fields() -> list[Field]:
     return [by_name[n] for n in RECORD_ITEMS]
 
 
-def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str) -> None:
+def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, note: str) -> None:
     s = dataset["study"]
     gv = _el(study, "GlobalVariables")
     _el(gv, "StudyName", text=s["protocol_id"])
@@ -126,7 +131,7 @@ def _metadata(study: etree._Element, dataset: Mapping[str, Any], mdv_oid: str) -
     _el(gv, "StudyDescription", text=f"{desc}. {DEMO_MARKER}." if s.get("demo") else desc)
     _el(gv, "ProtocolName", text=f"{s['protocol_id']} ({s['protocol_version']})")
     mdv = _el(study, "MetaDataVersion", {"OID": mdv_oid, "Name": f"Protocol {s['protocol_version']}",
-                                         "Description": _draft_note(dataset) or None})
+                                         "Description": note or None})
     proto = _el(mdv, "Protocol")
     events = _event_defs(dataset)
     for i, v in enumerate(events, start=1):
@@ -223,8 +228,7 @@ def _event_defs(dataset: Mapping[str, Any]) -> list[Visit]:
     return visits + [Visit(-1.0, "Unscheduled", None, planned=False)]
 
 
-def _draft_note(dataset: Mapping[str, Any]) -> str:
-    drafts = draft_instrument_versions(dataset)
+def _drafts_note(drafts: list[str]) -> str:
     if not drafts:
         return ""
     return "Draft instrument wording, not yet sponsor-approved: " + ", ".join(drafts)
@@ -232,24 +236,36 @@ def _draft_note(dataset: Mapping[str, Any]) -> str:
 
 # --- admin data ----------------------------------------------------------------------------------------------
 
-def _actors(dataset: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
+def _record_actors(dataset: Mapping[str, Any], out: dict[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     for r in dataset["records"]:
         out.setdefault(_user_oid(r["originator"]), {**r["originator"], "subject": r["participant"]})
         for v in r["versions"]:
             out.setdefault(_user_oid(v["created_by"]), {**v["created_by"], "subject": r["participant"]})
+    return out
+
+
+def _enrolment_actors(dataset: Mapping[str, Any], out: dict[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     for p in dataset["participants"]:
         if p.get("enrolled_by"):
             actor = p["enrolled_by"]
             out.setdefault(_user_oid(actor), actor)
-    for so in dataset.get("signoffs") or []:
+    return out
+
+
+def _signer_actors(signoffs: Iterable[Mapping[str, Any]], out: dict[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    for so in signoffs:
         out.setdefault(_user_oid(so["signer"]), {**so["signer"], "name": so["signer"].get("name") or so["printed_name"]})
     return out
 
 
-def _admin(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, site: str, effective: str) -> None:
+def _actors(dataset: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    out = _enrolment_actors(dataset, _record_actors(dataset, {}))
+    return _signer_actors(dataset.get("signoffs") or [], out)
+
+
+def _admin(root: etree._Element, dataset: Mapping[str, Any], mdv_oid: str, site: str, effective: str,
+           actors: Mapping[str, Mapping[str, Any]]) -> None:
     admin = _el(root, "AdminData", {"StudyOID": dataset["study"]["protocol_id"]})
-    actors = _actors(dataset)
     for oid, a in sorted(actors.items()):
         staff = a["kind"] == "staff"
         user = _el(admin, "User", {"OID": oid, "UserType": "Investigator" if a.get("role") == "investigator" else "Other"})
@@ -429,11 +445,9 @@ def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = 
     etree.tostring(event)
 
 
-def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -> etree._ElementTree:
-    """The ODM document as an lxml tree (see the module docstring)."""
-    if file_type not in ("Transactional", "Snapshot"):
-        raise ValueError("file_type must be Transactional or Snapshot")
-    dataset = require_valid(dataset)
+def _root(dataset: Mapping[str, Any], file_type: str, drafts: list[str], actors: Mapping[str, Mapping[str, Any]],
+          first_received: datetime | None) -> etree._Element:
+    """The ODM element with Study and AdminData (ClinicalData is added by the caller)."""
     s = dataset["study"]
     created = utc_iso(dataset["generated_at"])
     mdv_oid = _oid("MDV", s["protocol_version"])
@@ -442,7 +456,7 @@ def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -
              f"generated by {dataset['generated_by']} with ALS ePRO {dataset['software_version']}"]
     if s.get("demo"):
         parts.insert(0, DEMO_MARKER)
-    if note := _draft_note(dataset):
+    if note := _drafts_note(drafts):
         parts.append(note)
     root = _el(None, "ODM", {
         "Description": ". ".join(parts) + ".", "FileType": file_type, "Granularity": "SingleSite",
@@ -450,23 +464,116 @@ def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -
         "CreationDateTime": created, "AsOfDateTime": created if file_type == "Transactional" else None,
         "ODMVersion": "1.3.2", "Originator": "ALS ePRO", "SourceSystem": "ALS ePRO",
         "SourceSystemVersion": dataset["software_version"]})
-    _metadata(_el(root, "Study", {"OID": s["protocol_id"]}), dataset, mdv_oid)
-    stamps = [parse_time(r["received_at"]) for r in dataset["records"]] or [parse_time(dataset["generated_at"])]
-    _admin(root, dataset, mdv_oid, site, min(stamps).date().isoformat())
-    _clinical(root, dataset, mdv_oid, file_type == "Transactional")
+    _metadata(_el(root, "Study", {"OID": s["protocol_id"]}), dataset, mdv_oid, note)
+    effective = first_received or parse_time(dataset["generated_at"])
+    _admin(root, dataset, mdv_oid, site, effective.date().isoformat(), actors)
+    return root
+
+
+def _check_file_type(file_type: str) -> None:
+    if file_type not in ("Transactional", "Snapshot"):
+        raise ValueError("file_type must be Transactional or Snapshot")
+
+
+def build_odm(dataset: Mapping[str, Any], *, file_type: str = "Transactional") -> etree._ElementTree:
+    """The ODM document as an lxml tree (see the module docstring)."""
+    _check_file_type(file_type)
+    dataset = require_valid(dataset)
+    stamps = [parse_time(r["received_at"]) for r in dataset["records"]]
+    root = _root(dataset, file_type, draft_instrument_versions(dataset), _actors(dataset), min(stamps) if stamps else None)
+    _clinical(root, dataset, _oid("MDV", dataset["study"]["protocol_version"]), file_type == "Transactional")
     return etree.ElementTree(root)
+
+
+def odm_path(out_dir: str | Path, study: Mapping[str, Any], file_type: str) -> Path:
+    suffix = "" if file_type == "Transactional" else "_snapshot"
+    return Path(out_dir) / f"{study['protocol_id']}_{study['site']['code']}_odm{suffix}.xml"
+
+
+class OdmWriter:
+    """One ODM file written as the data comes: :meth:`add` takes a normalised dataset of whole
+    participants (successive calls in subject order) and writes their SubjectData — pretty-printed at
+    the depth they have in the file, with the data queries' annotations (``annotations``: the
+    :func:`server.exports.queries.odm_annotations` list) — to a spool file; :meth:`finish` writes
+    the file: Study and AdminData (which need every actor, so they come last), then the spooled
+    ClinicalData. The bytes are those of :func:`build_odm` of the whole dataset, annotated."""
+
+    def __init__(self, out_dir: str | Path, head: Mapping[str, Any], *, file_type: str = "Transactional",
+                 annotations: Iterable[Mapping[str, Any]] = ()) -> None:
+        _check_file_type(file_type)
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.head = head
+        self.file_type = file_type
+        self.mdv_oid = _oid("MDV", head["study"]["protocol_version"])
+        self.signoffs: dict[str, list[Mapping[str, Any]]] = {}
+        for so in head.get("signoffs") or []:
+            self.signoffs.setdefault(so["subject"], []).append(so)
+        self.annotations: dict[str, list[Mapping[str, Any]]] = {}
+        for a in annotations:
+            self.annotations.setdefault(a["record_id"], []).append(a)
+        self.record_actors: dict[str, Mapping[str, Any]] = {}
+        self.enrolment_actors: dict[str, Mapping[str, Any]] = {}
+        self.versions: set[str] = set()
+        self.first_received: datetime | None = None
+        self.subjects = 0
+        self.annotated = 0
+        self.part = tempfile.TemporaryFile()
+
+    def add(self, dataset: Mapping[str, Any]) -> None:
+        if not dataset["participants"]:
+            return
+        _record_actors(dataset, self.record_actors)
+        _enrolment_actors(dataset, self.enrolment_actors)
+        self.versions |= {r["instrument_version"] for r in dataset["records"]}
+        for r in dataset["records"]:
+            moment = parse_time(r["received_at"])
+            if self.first_received is None or moment < self.first_received:
+                self.first_received = moment
+        subjects = {p["subject"] for p in dataset["participants"]}
+        chunk = {**dataset, "signoffs": [so for s in sorted(subjects) for so in self.signoffs.get(s, [])]}
+        holder = _el(None, "ODM")
+        _clinical(holder, chunk, self.mdv_oid, self.file_type == "Transactional")
+        notes = [a for r in dataset["records"] for a in self.annotations.get(r["id"], [])]
+        if notes:
+            from server.exports.queries import annotate_odm
+            self.annotated += annotate_odm(etree.ElementTree(holder), notes)
+        text = etree.tostring(holder, encoding="UTF-8", pretty_print=True)
+        start = text.index(b">\n", text.index(b"<ClinicalData")) + 2
+        self.part.write(text[start:text.rindex(b"  </ClinicalData>")])
+        self.subjects += len(subjects)
+
+    def close(self) -> None:
+        self.part.close()
+
+    def finish(self) -> list[Path]:
+        actors = _signer_actors(self.head.get("signoffs") or [], {**self.record_actors, **{
+            k: v for k, v in self.enrolment_actors.items() if k not in self.record_actors}})
+        drafts = sorted(v for v in self.versions if re.search(r"draft-\d+$", v))
+        root = _root(self.head, self.file_type, drafts, actors, self.first_received)
+        _el(root, "ClinicalData", {"StudyOID": self.head["study"]["protocol_id"], "MetaDataVersionOID": self.mdv_oid})
+        text = etree.tostring(etree.ElementTree(root), xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        at = text.rindex(b"<ClinicalData")
+        close = text.index(b"/>", at)
+        path = odm_path(self.out, self.head["study"], self.file_type)
+        with path.open("wb") as fh:
+            if not self.subjects:
+                fh.write(text)
+            else:
+                fh.write(text[:close] + b">\n")
+                self.part.seek(0)
+                shutil.copyfileobj(self.part, fh)
+                fh.write(b"  </ClinicalData>" + text[close + 2:])
+        self.part.close()
+        return [path]
 
 
 def odm_export(dataset: Mapping[str, Any], out_dir: str | Path, *, file_type: str = "Transactional") -> list[Path]:
     """Write ``<protocol>_<site>_odm.xml`` (or ``…_odm_snapshot.xml``) into ``out_dir``; returns its path."""
-    tree = build_odm(dataset, file_type=file_type)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    s = dataset["study"]
-    suffix = "" if file_type == "Transactional" else "_snapshot"
-    path = out / f"{s['protocol_id']}_{s['site']['code']}_odm{suffix}.xml"
-    path.write_bytes(etree.tostring(tree, xml_declaration=True, encoding="UTF-8", pretty_print=True))
-    return [path]
+    dataset = require_valid(dataset)
+    writer = OdmWriter(out_dir, dataset, file_type=file_type)
+    writer.add(dataset)
+    return writer.finish()
 
 
 def record_history(tree: etree._ElementTree, record_id: str) -> list[dict[str, Any]]:

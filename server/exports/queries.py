@@ -2,9 +2,11 @@
 query of the site) and ODM annotations on the queried items.
 
 :func:`write_query_files` is the one call ``build.run_site_export`` makes (before the manifest is
-rewritten, so the files are listed and hashed). It also annotates the ODM files already written in the
-folder with :func:`annotate_odm` and checks them against the ODM 1.3.2 schema again; an ODM writer that
-prefers to do it itself calls ``annotate_odm(tree, odm_annotations(db, site_id))`` on its tree.
+rewritten, so the files are listed and hashed). The site export has its ODM writer place the
+annotations as it writes each subject (``export_all(odm_annotations=odm_annotations(db, site_id))``,
+:class:`server.exports.odm.OdmWriter` calls :func:`annotate_odm` on each subject's tree) and asks
+:func:`write_query_files` for ``queries.csv`` only; called with ``annotate=True`` it annotates the ODM
+files already in the folder and checks them against the ODM 1.3.2 schema again.
 
 Queries hold staff questions and answers about records; the database holds no arm or dose level, so
 neither can appear here.
@@ -100,15 +102,17 @@ def annotate_odm(tree: etree._ElementTree, annotations: Iterable[Mapping[str, An
     return placed
 
 
-def write_query_files(db: Database, site_id: int, out_dir: Path) -> list[Path]:
-    """``queries.csv`` in the export folder, and the annotations in its ODM files; the paths to list."""
+def write_query_files(db: Database, site_id: int, out_dir: Path, *, annotate: bool = True) -> list[Path]:
+    """``queries.csv`` in the export folder, and (``annotate``) the annotations in its ODM files; the
+    paths to list. :func:`server.exports.build.run_site_export` has the ODM writer place the
+    annotations as it writes (``export_all(odm_annotations=…)``) and passes ``annotate=False``."""
     from server.exports.build import _csv_bytes
     from server.exports.validate import safe_parser, validate_odm
 
     out_dir = Path(out_dir)
     path = out_dir / QUERIES_CSV
     path.write_bytes(_csv_bytes(QUERY_COLUMNS, query_rows(db, site_id)))  # every cell defused there
-    annotations = odm_annotations(db, site_id)
+    annotations = odm_annotations(db, site_id) if annotate else []
     if annotations:
         for odm in sorted(out_dir.rglob("*_odm*.xml")):
             tree = etree.parse(str(odm), safe_parser())

@@ -184,8 +184,11 @@ def _probes() -> list[tuple[str, Probe]]:
             for name, module in (("csv", "csv_export"), ("sdtm", "sdtm"), ("odm", "odm"), ("fhir", "fhir"))]
 
 
-def screen_dataset(dataset: Mapping[str, Any], *, probe: bool = True) -> tuple[dict[str, Any], list[HeldBack]]:
-    """(the dataset every format can write, the problems held back). The input is not changed."""
+def screen_dataset(dataset: Mapping[str, Any], *, probe: bool = True,
+                   seen: set[str] | None = None) -> tuple[dict[str, Any], list[HeldBack]]:
+    """(the dataset every format can write, the problems held back). The input is not changed.
+    ``seen``: the record ids of the parts of the same dataset screened before (a record listed again
+    is held back; the set is updated)."""
     problems: list[HeldBack] = []
     out = {k: v for k, v in dataset.items() if k not in ("participants", "records", "audit")}
     generated = parse_time(dataset["generated_at"])
@@ -207,7 +210,8 @@ def screen_dataset(dataset: Mapping[str, Any], *, probe: bool = True) -> tuple[d
                 p.pop("enrolled_at")
         zones[p["subject"]] = ZoneInfo(p.get("tz") or "Asia/Shanghai")
         participants.append(p)
-    records, seen = [], set()
+    records: list[Mapping[str, Any]] = []
+    seen = set() if seen is None else seen
     for r in dataset.get("records") or []:
         rid = str(r.get("id", "?")) if isinstance(r, Mapping) else "?"
         subject = r.get("participant") if isinstance(r, Mapping) else None
@@ -277,15 +281,16 @@ def _probe(dataset: dict[str, Any]) -> tuple[dict[str, Any], list[HeldBack]]:
     for p in dataset["participants"]:
         recs = by_subject.get(p["subject"], [])
         try:
-            timeline = participant_timeline(p, [_normalised(r) for r in recs])
+            normed = [_normalised(r) for r in recs]
+            timeline = participant_timeline(p, normed)
         except Exception as exc:  # noqa: BLE001 - any stored value: report, never fail the export
             problems.append(HeldBack("participant", p["subject"], None, "timeline", f"{type(exc).__name__}: {exc}"[:160]))
             problems += [HeldBack("record", r["id"], p["subject"], "participant", "its participant is not exported")
                          for r in recs]
             continue
-        ctx = {"dataset": dataset, "participant": p, "timeline": timeline}
-        for r in recs:
-            rec = _normalised(r)
+        # "records": the participant's records, normalised; "cache": what a probe builds once per participant
+        ctx = {"dataset": dataset, "participant": p, "timeline": timeline, "records": normed, "cache": {}}
+        for r, rec in zip(recs, normed):
             for name, fn in probes:
                 try:
                     fn(rec, ctx, None)

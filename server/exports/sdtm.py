@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from server.exports.common import (
-    codes_text, fields_for, payload_values, study_day, utc_iso, write_analysis_csv,
+    AnalysisCsv, codes_text, fields_for, payload_values, study_day, utc_iso, write_analysis_csv,
 )
 from server.exports.dataset import current_version, parse_time, participant_timeline, require_valid
 from server.exports.visits import epoch, local_dtc, protocol_for, record_visits, study_ids
-from server.exports.xpt import DATASETS, columns, define_xml, frame, write_xpt
+from server.exports.xpt import DATASETS, XptWriter, columns, define_xml
 from shared.schedule import Timeline
 from shared.scoring import delta_fs
 from shared.instruments import load_instrument
@@ -336,8 +336,22 @@ def subject_rows(dataset: Mapping[str, Any], participant: Mapping[str, Any],
 
 
 def probe_record(rec: Mapping[str, Any], ctx: Mapping[str, Any], _unused: Any = None) -> None:
-    """Write one record's SDTM rows (for :mod:`server.exports.screen`): raises what the export would."""
-    subj = Subject(ctx["dataset"], ctx["participant"], [rec], ctx["timeline"])
+    """Write one record's SDTM rows (for :mod:`server.exports.screen`): raises what the export would.
+    The participant's :class:`Subject` (visits matched over all its records, as the export does) is
+    built once per participant; if that fails, each record gets one of its own, so the failing record
+    is the one held back."""
+    cache = ctx.get("cache")
+    if cache is None:
+        cache = {}
+    if "sdtm_subject" not in cache:
+        try:
+            cache["sdtm_subject"] = Subject(ctx["dataset"], ctx["participant"], ctx.get("records") or [rec],
+                                            ctx["timeline"])
+        except Exception:  # noqa: BLE001 - found again below, record by record
+            cache["sdtm_subject"] = None
+    subj = cache["sdtm_subject"]
+    if subj is None or rec["id"] not in subj.visits:
+        subj = Subject(ctx["dataset"], ctx["participant"], [rec], ctx["timeline"])
     if rec["type"] == "dose_confirmation":
         rows = [r for r, _q in ec_record_rows(subj, rec, load_instrument("dose_confirmation").content["missed_reasons"])]
     else:
@@ -436,41 +450,69 @@ def _csv_rows(name: str, rows: list[Mapping[str, Any]]):
         yield [(f"{r[c]:g}" if c in numeric and isinstance(r.get(c), float) else r.get(c)) for c in columns(name)]
 
 
+class SdtmWriter:
+    """The SDTM files written as the data comes: :meth:`add` takes a normalised dataset of whole
+    participants (successive calls in subject order) and writes their rows to the CSV files at once
+    and to the XPT spool (:class:`server.exports.xpt.XptWriter`); :meth:`finish` writes TS, the XPT
+    files, define.xml, sdtm_codes.csv and the README."""
+
+    def __init__(self, out_dir: str | Path, head: Mapping[str, Any]) -> None:
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.head = head
+        self.csv = {name: AnalysisCsv(self.out / f"{base}.csv", columns(name)) for name, base in CSV_NAMES.items()}
+        self.xpt = {name: XptWriter(name) for name in CSV_NAMES}
+
+    def _rows(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self.csv[name].rows(_csv_rows(name, rows))
+        self.xpt[name].add(rows)
+
+    def add(self, dataset: Mapping[str, Any]) -> None:
+        by_subject: dict[str, list[Mapping[str, Any]]] = {}
+        for r in dataset["records"]:
+            by_subject.setdefault(r["participant"], []).append(r)
+        for p in sorted(dataset["participants"], key=lambda p: p["subject"]):
+            got = subject_rows(dataset, p, by_subject.get(p["subject"], []))
+            self._rows("QS", got.qs)
+            self._rows("SUPPQS", got.suppqs)
+            self._rows("EC", got.ec)
+            self._rows("SUPPEC", got.suppec)
+            self._rows("DFS", [got.dfs])
+
+    def close(self) -> None:
+        for name in CSV_NAMES:
+            self.csv[name].fh.close()
+            self.xpt[name].spool.close()
+
+    def finish(self) -> list[Path]:
+        dataset = self.head
+        self._rows("TS", trial_summary(dataset))
+        written: list[Path] = []
+        widths: dict[str, dict[str, int]] = {}
+        for name, base in CSV_NAMES.items():
+            written.append(self.csv[name].close())
+            xpt = self.out / f"{base}.xpt"
+            widths[name] = self.xpt[name].write(xpt, parse_time(dataset["generated_at"]))
+            written.append(xpt)
+        protocol = protocol_for(dataset["study"]["protocol_id"])
+        studyid, regid = study_ids(dataset["study"], protocol)
+        codes = [(code, _qstest(rtype, field)) for rtype, m in QS_CODES.items() for field, code in m.items()]
+        written.append(define_xml(self.out / "define.xml", studyid=studyid, regid=regid,
+                                  title=protocol.data.get("title", {}).get("en", ""),
+                                  created=utc_iso(dataset["generated_at"]),
+                                  files={n: f"{b}.xpt" for n, b in CSV_NAMES.items()}, widths=widths,
+                                  testcodes=codes, methods=METHODS))
+        written.append(write_analysis_csv(self.out / "sdtm_codes.csv", [
+            "DOMAIN", "QSCAT", "TESTCD_OR_VARIABLE", "TEST_OR_LABEL", "SOURCE_FIELD", "LABEL_EN", "LABEL_ZH_CN",
+            "ORIGIN", "CODES", "STATUS"], _code_rows()))
+        readme = self.out / "README_SDTM.txt"
+        readme.write_text(README, encoding="utf-8")
+        return written + [readme]
+
+
 def sdtm_export(dataset: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Write the SDTM datasets (.xpt and .csv), define.xml, sdtm_codes.csv and README_SDTM.txt."""
     dataset = require_valid(dataset)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    by_subject: dict[str, list[Mapping[str, Any]]] = {}
-    for r in dataset["records"]:
-        by_subject.setdefault(r["participant"], []).append(r)
-    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in CSV_NAMES}
-    for p in sorted(dataset["participants"], key=lambda p: p["subject"]):
-        got = subject_rows(dataset, p, by_subject.get(p["subject"], []))
-        rows["QS"] += got.qs
-        rows["SUPPQS"] += got.suppqs
-        rows["EC"] += got.ec
-        rows["SUPPEC"] += got.suppec
-        rows["DFS"].append(got.dfs)
-    rows["TS"] = trial_summary(dataset)
-    written: list[Path] = []
-    widths: dict[str, dict[str, int]] = {}
-    for name, base in CSV_NAMES.items():
-        written.append(write_analysis_csv(out / f"{base}.csv", columns(name), _csv_rows(name, rows[name])))
-        xpt = out / f"{base}.xpt"
-        widths[name] = write_xpt(xpt, name, frame(name, rows[name]), parse_time(dataset["generated_at"]))
-        written.append(xpt)
-    protocol = protocol_for(dataset["study"]["protocol_id"])
-    studyid, regid = study_ids(dataset["study"], protocol)
-    codes = [(code, _qstest(rtype, field)) for rtype, m in QS_CODES.items() for field, code in m.items()]
-    written.append(define_xml(out / "define.xml", studyid=studyid, regid=regid,
-                              title=protocol.data.get("title", {}).get("en", ""),
-                              created=utc_iso(dataset["generated_at"]),
-                              files={n: f"{b}.xpt" for n, b in CSV_NAMES.items()}, widths=widths,
-                              testcodes=codes, methods=METHODS))
-    written.append(write_analysis_csv(out / "sdtm_codes.csv", ["DOMAIN", "QSCAT", "TESTCD_OR_VARIABLE", "TEST_OR_LABEL",
-                                                              "SOURCE_FIELD", "LABEL_EN", "LABEL_ZH_CN", "ORIGIN", "CODES",
-                                                              "STATUS"], _code_rows()))
-    readme = out / "README_SDTM.txt"
-    readme.write_text(README, encoding="utf-8")
-    return written + [readme]
+    writer = SdtmWriter(out_dir, dataset)
+    writer.add(dataset)
+    return writer.finish()

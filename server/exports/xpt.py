@@ -12,7 +12,10 @@ QSTESTCD code list with decodes, and derivation methods for derived rows.
 
 from __future__ import annotations
 
+import math
+import pickle
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,6 +152,92 @@ def write_xpt(path: Path, dataset: str, df, stamp: datetime | None = None) -> di
         head = raw.index(b"HEADER RECORD*******NAMESTR")
         path.write_bytes(_STAMP.sub(text, raw[:head]) + raw[head:])
     return widths
+
+
+_OBS_HEADER = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
+
+
+def ibm_double(value: float) -> bytes:
+    """An IEEE double as the 8-byte IBM hexadecimal float XPORT stores (exact: 56 mantissa bits hold
+    IEEE's 53); NaN is SAS's missing value ``.``."""
+    if value != value:
+        return b"." + bytes(7)
+    if value == 0:
+        return bytes(8)
+    sign = 0x80 if value < 0 else 0
+    mantissa, exp2 = math.frexp(abs(value))     # value = mantissa * 2**exp2, 0.5 <= mantissa < 1
+    exp16 = -(-exp2 // 4)                       # value = fraction * 16**exp16, 1/16 <= fraction < 1
+    fraction = int(math.ldexp(mantissa, 56 - (4 * exp16 - exp2)))
+    if not 0 <= exp16 + 64 <= 127:
+        raise ValueError(f"{value!r} is outside the range of an XPORT number")
+    return bytes([sign | (exp16 + 64)]) + fraction.to_bytes(7, "big")
+
+
+class XptWriter:
+    """One XPORT v5 dataset written without holding its rows: :meth:`add` spools rows (one JSON line
+    each) and tracks each text column's width; :meth:`write` takes the header pyreadstat writes for
+    those widths (from one row of maximal width) and appends every spooled row encoded as pyreadstat
+    encodes it — text UTF-8 padded with blanks, numbers IBM doubles — so the file is byte-for-byte the
+    one :func:`write_xpt` writes of the whole :func:`frame`."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.vars = DATASETS[dataset]["vars"]
+        self.widths = {v.name: 1 for v in self.vars if not v.numeric}
+        self.spool = tempfile.TemporaryFile()
+        self.count = 0
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        batch = []
+        for row in rows:
+            values: list[Any] = []
+            for v in self.vars:
+                value = row.get(v.name)
+                if v.numeric:
+                    values.append(None if value in (None, "") else float(value))
+                else:
+                    text = "" if value is None else str(value)
+                    self.widths[v.name] = max(self.widths[v.name], len(text.encode("utf-8")))
+                    values.append(text)
+            batch.append(values)
+        if batch:
+            pickle.dump(batch, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
+            self.count += len(batch)
+
+    def write(self, path: Path, stamp: datetime | None = None) -> dict[str, int]:
+        """Write the file; returns the text column widths (as :func:`write_xpt`)."""
+        import pandas as pd
+
+        widest = pd.DataFrame({v.name: pd.Series([float("nan")] if v.numeric else ["x" * self.widths[v.name]],
+                                                 dtype="float64" if v.numeric else "object") for v in self.vars})
+        widths = write_xpt(path, self.dataset, widest, stamp)
+        if widths != self.widths:
+            raise AssertionError(f"{self.dataset}: pyreadstat sized the columns {widths}, not {self.widths}")
+        raw = path.read_bytes()
+        head = raw[:raw.index(_OBS_HEADER) + 80]
+        size = 0
+        with path.open("wb") as fh:
+            fh.write(head)
+            self.spool.seek(0)
+            layout = [None if v.numeric else self.widths[v.name] for v in self.vars]
+            while True:
+                try:
+                    batch = pickle.load(self.spool)
+                except EOFError:
+                    break
+                out = bytearray()
+                for values in batch:
+                    for width, value in zip(layout, values):
+                        if width is None:
+                            out += ibm_double(float("nan") if value is None else value)
+                        else:
+                            out += value.encode("utf-8").ljust(width, b" ")
+                fh.write(out)
+                size += len(out)
+            if size % 80:
+                fh.write(b" " * (80 - size % 80))
+        self.spool.close()
+        return widths
 
 
 # --- Define-XML 2.0 -------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", type=int, default=10_000, help="sync backlog size for benchmark 1")
     p.add_argument("--scale", default=None, help="comma-separated study sizes (participants), e.g. 38,1000;"
                                                  " runs only the scale rows")
-    p.add_argument("--export-max", type=int, default=38,
+    p.add_argument("--export-max", type=int, default=1000,
                    help="with --scale: run the site export only up to this many participants")
     p.add_argument("--chart", default=None, help="with --scale: write a PNG chart of time against size here")
     args = p.parse_args(argv)

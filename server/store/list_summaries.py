@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime
 from typing import Any, Iterable, NamedTuple
 
@@ -163,12 +164,19 @@ def keep(db: Database, protocol: Protocol, participant_ids: Iterable[int], now: 
     ids = sorted(set(participant_ids))
     if not ids:
         return 0
-    made = []
-    for row in _rows(db, f"p.id IN ({', '.join('?' * len(ids))})", ids):
-        version = data_version(protocol, row)
-        if row.kept_version != version:
-            made.append((row.participant["id"], version, make_body(db, protocol, row.participant)))
-    store(db, made, now)
+    # derived data: should making a row fail, the caller's correction or acknowledgement still
+    # commits (the row's version no longer matches, so the list makes it when it is next shown)
+    try:
+        with db.atomic():
+            made = []
+            for row in _rows(db, f"p.id IN ({', '.join('?' * len(ids))})", ids):
+                version = data_version(protocol, row)
+                if row.kept_version != version:
+                    made.append((row.participant["id"], version, make_body(db, protocol, row.participant)))
+            store(db, made, now)
+    except Exception:  # noqa: BLE001
+        logging.getLogger("server.list_summaries").exception("could not keep the list rows of %s", ids)
+        return 0
     return len(made)
 
 

@@ -218,3 +218,29 @@ def test_a_list_that_cannot_keep_its_rows_still_shows_them(tmp_path, monkeypatch
     _same(db, device["participant_id"])
     assert db.execute("SELECT COUNT(*) FROM list_summaries").fetchone()[0] == 0
     db.close()
+
+
+
+def test_a_correction_commits_even_when_its_list_row_cannot_be_made(tmp_path, monkeypatch):
+    """The kept row is derived: a failure making it leaves it stale, never undoes the correction."""
+    db = new_server_db(tmp_path / "derived.sqlite", first_dose="2025-03-01")
+    device = pair_in_process(db)
+    entries = _diaries([0, 1], 1)
+    ingest(db, device, entries, protocol=P, now=NOW)
+    pid = device["participant_id"]
+    kept_rows.rebuild(db, P, NOW)
+    plain = kept_rows.make_body
+
+    def broken(*a, **k):
+        raise RuntimeError("summary bug")
+
+    monkeypatch.setattr(kept_rows, "make_body", broken)
+    done = correct_record(db, entries[0]["id"], {"symptoms.headache": 3}, reason="typo", requested_by="participant",
+                          actor=Actor.cli(), protocol=P, now=NOW)
+    assert done["version"] == 2
+    assert db.execute("SELECT MAX(version) FROM record_versions WHERE record_id = ?",
+                      [entries[0]["id"]]).fetchone()[0] == 2
+    monkeypatch.setattr(kept_rows, "make_body", plain)
+    row = _same(db, pid)                 # the stale row is made again when the list is shown
+    assert row.participant["id"] == pid
+    db.close()

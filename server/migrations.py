@@ -589,3 +589,32 @@ def m014_list_summaries(db: Database) -> None:
         made_at TEXT NOT NULL
     );
     """)
+
+
+@migrations()
+def m015_list_sort_columns(db: Database) -> None:
+    """The participants list's kept rows gain what the list sorts, filters and counts by, each figure
+    that moves with the clock as the instant it moves (issue 13: at ten thousand participants the list
+    sorted every row in Python, 640 ms). The table is derived: it is made again empty, and its rows
+    are made by ``init``, the serve process or the next list request."""
+    _run(db, """
+    DROP TABLE list_summaries;
+    CREATE TABLE list_summaries (
+        participant_id INTEGER PRIMARY KEY REFERENCES participants(id),
+        version TEXT NOT NULL,
+        body TEXT NOT NULL,
+        made_at TEXT NOT NULL,
+        open_count INTEGER NOT NULL,
+        open_high INTEGER NOT NULL,
+        not_given INTEGER NOT NULL,
+        tz TEXT NOT NULL,
+        day1 INTEGER NOT NULL,
+        dlt_from INTEGER,
+        dlt_until INTEGER,
+        dose_due INTEGER,
+        dose_due_all INTEGER,
+        dose_undone INTEGER NOT NULL,
+        dose_due_list TEXT NOT NULL,
+        diary_low INTEGER
+    );
+    """)

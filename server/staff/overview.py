@@ -14,6 +14,7 @@ rest; each group by subject.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from bisect import bisect_left
@@ -25,7 +26,7 @@ from sqlite_utils import Database
 
 from server.db import write_tx
 from server.store import list_summaries as kept_rows
-from server.store.devices import devices_for_participant, devices_for_site
+from server.store.devices import devices_for_participant, devices_for_participants, devices_for_site
 from server.store.list_summaries import record_views
 from server.store.participants import participant_timeline
 from server.store.records import open_seq_gaps
@@ -209,10 +210,9 @@ class ListRow(_RowFigures):
 
 def _row_from_body(protocol: Protocol, participant: dict[str, Any], body: list[Any], now: datetime,
                    devices: list[DeviceView]) -> ListRow:
-    (first, tz, dose1, day1, given, refused, doses_total, diary_done, open_count, open_high,
+    (_, _, _, _, given, refused, doses_total, diary_done, open_count, open_high,
      doses_undone, diary_undone) = body                 # kept_rows.make_body
-    timeline = Timeline(date.fromisoformat(first), tz, datetime.fromisoformat(dose1) if dose1 else None,
-                        date.fromisoformat(day1) if day1 else None)
+    timeline = kept_rows.timeline_of(body)
     today = timeline.local_date(now)
     # an item without an entry counts as expected (late or missed) once its last on-time day is past
     doses_due = bisect_left(doses_undone, today.toordinal())
@@ -236,21 +236,30 @@ def list_rows(db: Database, protocol: Protocol, site_id: int, now: datetime) -> 
     threshold = float(protocol.threshold("device_silent_hours"))
     devices, gapped = devices_for_site(db, site_id)
     out, made = [], []
-    for row in kept_rows.site_rows(db, site_id):
+    for row in kept_rows.site_rows(db, protocol, site_id):
         participant = row.participant
         body = kept_rows.kept_body(protocol, row)
         if body is None:
             body = kept_rows.make_body(db, protocol, participant)
-            made.append((participant["id"], kept_rows.data_version(protocol, row), body))
+            made.append((participant["id"], row.version, body))
         views = _device_views(db, participant, threshold, now, devices.get(participant["id"], []), gapped)
         out.append(_row_from_body(protocol, participant, body, now, views))
-    if made:
-        try:
-            with write_tx(db):
-                kept_rows.store(db, made, now)
-        except sqlite3.OperationalError:   # locked or read-only: the rows are shown, kept next time
-            log.warning("participants list: %d rows made but not kept", len(made), exc_info=True)
+    _keep(db, protocol, made, now)
     return out
+
+
+def _keep(db: Database, protocol: Protocol, made: list[tuple[int, str, list[Any]]], now: datetime) -> bool:
+    """Keep rows the list made; False when the database would not take them (locked or read-only:
+    the rows are shown, kept next time)."""
+    if not made:
+        return True
+    try:
+        with write_tx(db):
+            kept_rows.store(db, protocol, made, now)
+    except sqlite3.OperationalError:
+        log.warning("participants list: %d rows made but not kept", len(made), exc_info=True)
+        return False
+    return True
 
 
 SORTS: dict[str, Callable[[_RowFigures], Any]] = {
@@ -274,3 +283,63 @@ def site_counts(summaries: list[ListRow]) -> dict[str, int]:
         "doses_overdue": sum(s.doses["overdue"] + s.doses["not_given"] for s in summaries),
         "dlt_open": sum(s.dlt.state == "open" for s in summaries),
     }
+
+
+FILTERS: dict[str, Callable[[ListRow], bool]] = {
+    "": lambda s: True,
+    "flags": lambda s: bool(s.open_count),
+    "dlt": lambda s: s.dlt.state == "open",
+}
+
+
+def _pager(total: int, page: int, pages: int, per_page: int) -> dict[str, Any]:
+    return {"page": page, "pages": pages, "total": total, "first": (page - 1) * per_page + 1 if total else 0,
+            "last": min(page * per_page, total)}
+
+
+def participants_page(db: Database, protocol: Protocol, site_id: int, now: datetime, *, sort: str = "risk",
+                      only: str = "", page: int = 1, per_page: int = 100
+                      ) -> tuple[list[ListRow], dict[str, int], dict[str, Any]]:
+    """One page of the participants list at ``now``: its rows, the counts over everyone (the line
+    above the list) and the pager (``page``, ``pages``, ``total`` passing the filter, ``first``,
+    ``last``). ``sort`` is a key of :data:`SORTS`, ``only`` of :data:`FILTERS`.
+
+    SQLite sorts, filters, counts and pages the kept rows (:func:`kept_rows.site_page`), so only the
+    page's rows are made into :class:`ListRow`; rows not current are made and kept first. Should they
+    not be kept (a locked or read-only database) or move again meanwhile, every row is computed here
+    and sorted in Python (:func:`list_rows`), which gives the same page."""
+    sort = sort if sort in SORTS else "risk"
+    only = only if only in FILTERS else ""
+    threshold = float(protocol.threshold("device_silent_hours"))
+    for _ in range(2):
+        stale = kept_rows.stale_ids(db, protocol, site_id)
+        if stale:
+            made = [(pid, row.version, kept_rows.make_body(db, protocol, row.participant))
+                    for pid, row in kept_rows.rows_of(db, protocol, stale).items()]
+            if not _keep(db, protocol, made, now):
+                break
+        found = kept_rows.site_page(db, protocol, site_id, now, sort=sort, only=only, page=page,
+                                    per_page=per_page, silent_hours=threshold)
+        if found is not None:
+            ids = [r.participant["id"] for r in found.rows]
+            devices, gapped = devices_for_participants(db, ids)
+            rows = [_row_from_body(protocol, r.participant, json.loads(r.kept_body), now,
+                                   _device_views(db, r.participant, threshold, now,
+                                                 devices.get(r.participant["id"], []), gapped))
+                    for r in found.rows]
+            counts = {k: found.counts[k] for k in ("with_flags", "silent_devices", "doses_overdue", "dlt_open")}
+            return rows, counts, _pager(found.total, found.page, found.pages, per_page)
+    return python_page(db, protocol, site_id, now, sort=sort, only=only, page=page, per_page=per_page)
+
+
+def python_page(db: Database, protocol: Protocol, site_id: int, now: datetime, *, sort: str = "risk",
+                only: str = "", page: int = 1, per_page: int = 100
+                ) -> tuple[list[ListRow], dict[str, int], dict[str, Any]]:
+    """:func:`participants_page` computed row by row in Python: every row made, sorted by
+    :data:`SORTS`, counted by :func:`site_counts` and filtered by :data:`FILTERS`."""
+    everyone = sort_summaries(list_rows(db, protocol, site_id, now), sort)
+    counts = site_counts(everyone)
+    passing = [s for s in everyone if FILTERS[only](s)]
+    pages = max(1, -(-len(passing) // per_page))
+    n = min(max(1, page), pages)
+    return passing[(n - 1) * per_page:n * per_page], counts, _pager(len(passing), n, pages, per_page)

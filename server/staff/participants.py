@@ -8,8 +8,8 @@ from flask import request
 from server.auth import enforce, staff_required
 from server.clock import utc_now
 from server.staff import bp, flag_states, participant_or_403, protocol, web
-from server.staff.detail import page_of, record_panels
-from server.staff.overview import SORTS, list_rows, site_counts, sort_summaries, summarize
+from server.staff.detail import record_panels
+from server.staff.overview import FILTERS, SORTS, participants_page, summarize
 from server.store.records import get_record
 from shared.errors import EproError
 
@@ -27,15 +27,16 @@ def participants():
     sort = request.args.get("sort", "risk")
     sort = sort if sort in SORTS else "risk"
     only = request.args.get("only", "")
-    rows = sort_summaries(list_rows(web.get_db(), protocol(), staff["site_id"], now), sort)
-    counts = site_counts(rows)
-    if only == "flags":
-        rows = [s for s in rows if s.open_count]
-    elif only == "dlt":
-        rows = [s for s in rows if s.dlt.state == "open"]
+    only = only if only in FILTERS else ""
+    try:
+        page = int(request.args.get("page") or 1)
+    except ValueError:
+        page = 1
+    # a large study: sorted, counted and paged by SQLite, only the page's rows made here
+    rows, counts, pager = participants_page(web.get_db(), protocol(), staff["site_id"], now, sort=sort,
+                                            only=only, page=page, per_page=LIST_PER_PAGE)
     threshold = protocol().threshold("device_silent_hours")
-    pager = page_of(rows, request.args.get("page"), LIST_PER_PAGE)   # a large study: pages of rows
-    return web.render("staff/participants.html", rows=pager["items"], counts=counts, sort=sort, only=only,
+    return web.render("staff/participants.html", rows=rows, counts=counts, sort=sort, only=only,
                       silent_hours=threshold, now=now, pager=pager,
                       pager_args={"sort": sort if sort != "risk" else None, "only": only or None})
 

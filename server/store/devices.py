@@ -71,6 +71,22 @@ def devices_for_site(db: Database, site_id: int) -> tuple[dict[int, list[dict[st
     return out, gapped
 
 
+def devices_for_participants(db: Database, participant_ids: list[int]
+                             ) -> tuple[dict[int, list[dict[str, Any]]], set[str]]:
+    """As :func:`devices_for_site`, for these participants only (a page of the participants list)."""
+    if not participant_ids:
+        return {}, set()
+    marks = ", ".join("?" * len(participant_ids))
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in query(db, f"SELECT * FROM devices WHERE participant_id IN ({marks})"
+                         " ORDER BY participant_id, created_at", participant_ids):
+        out.setdefault(row["participant_id"], []).append(_public(row))
+    gapped = {r["device_id"] for r in query(
+        db, f"SELECT DISTINCT g.device_id FROM device_seq_gaps g JOIN devices d ON d.id = g.device_id"
+            f" WHERE d.participant_id IN ({marks})", participant_ids)}
+    return out, gapped
+
+
 _SECRET_COLUMNS = ("token_hash", "pending_token_hash", "previous_token_hash")
 _BY_TOKEN = """SELECT d.*, p.subject, p.site_id FROM devices d JOIN participants p ON p.id = d.participant_id
                WHERE d.{column} = ?"""

@@ -311,13 +311,7 @@ def participants_page(db: Database, protocol: Protocol, site_id: int, now: datet
     sort = sort if sort in SORTS else "risk"
     only = only if only in FILTERS else ""
     threshold = float(protocol.threshold("device_silent_hours"))
-    for _ in range(2):
-        stale = kept_rows.stale_ids(db, protocol, site_id)
-        if stale:
-            made = [(pid, row.version, kept_rows.make_body(db, protocol, row.participant))
-                    for pid, row in kept_rows.rows_of(db, protocol, stale).items()]
-            if not _keep(db, protocol, made, now):
-                break
+    for attempt in range(3):
         found = kept_rows.site_page(db, protocol, site_id, now, sort=sort, only=only, page=page,
                                     per_page=per_page, silent_hours=threshold)
         if found is not None:
@@ -329,6 +323,14 @@ def participants_page(db: Database, protocol: Protocol, site_id: int, now: datet
                     for r in found.rows]
             counts = {k: found.counts[k] for k in ("with_flags", "silent_devices", "doses_overdue", "dlt_open")}
             return rows, counts, _pager(found.total, found.page, found.pages, per_page)
+        if attempt == 2:
+            break
+        # rows not current (uploads since the serve job last ran): made and kept, then sorted
+        stale = kept_rows.stale_ids(db, protocol, site_id)
+        made = [(pid, row.version, kept_rows.make_body(db, protocol, row.participant))
+                for pid, row in kept_rows.rows_of(db, protocol, stale).items()]
+        if not _keep(db, protocol, made, now):
+            break
     return python_page(db, protocol, site_id, now, sort=sort, only=only, page=page, per_page=per_page)
 
 

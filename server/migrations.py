@@ -618,3 +618,17 @@ def m015_list_sort_columns(db: Database) -> None:
         diary_low INTEGER
     );
     """)
+
+
+@migrations()
+def m016_task_caches_versioned(db: Database) -> None:
+    """The scheduled tasks' caches (``participant_status``, ``flag_counts``) keep the participant's data
+    version they were computed from and until when they stay true (the next local midnight, the next
+    DLT window day): a run recomputes only the participants whose data moved or whose figures may have
+    (issue 13: every run recomputed everyone, about 40 s of CPU at a thousand participants)."""
+    _run(db, """
+    ALTER TABLE participant_status ADD COLUMN version TEXT;
+    ALTER TABLE participant_status ADD COLUMN valid_until TEXT;
+    ALTER TABLE flag_counts ADD COLUMN version TEXT;
+    ALTER TABLE flag_counts ADD COLUMN valid_until TEXT;
+    """)

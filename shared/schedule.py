@@ -241,6 +241,21 @@ def compute_schedule(protocol: Protocol, timeline: Timeline, now: datetime,
     return items
 
 
+def next_change(protocol: Protocol, timeline: Timeline, now: datetime, *, dlt: bool = True) -> datetime:
+    """The first moment after ``now`` at which, for the same entries, :func:`compute_schedule` could
+    give another status (statuses go by the participant's local date: 00:00 of the next day) or, with
+    ``dlt``, :func:`dlt_status` another state or window day (dose 1 given, each 24 h after it, the
+    window's end). Until then a figure computed from both at ``now`` stays true."""
+    out = timeline.start_of(timeline.local_date(now) + timedelta(days=1))
+    start = timeline.dose1_administered_at
+    if dlt and start is not None:
+        if now < start:
+            out = min(out, start)
+        elif now < start + timedelta(days=protocol.dlt_window_days):
+            out = min(out, start + timedelta(days=int((now - start) // timedelta(days=1)) + 1))
+    return out
+
+
 def due_today(protocol: Protocol, timeline: Timeline, now: datetime,
               entries: Iterable[Entry] = ()) -> list[DueItem]:
     """What the Today screen lists: open and late items, and what was done today."""

@@ -134,6 +134,22 @@ def stale_ids(db: Database, protocol: Protocol, site_id: int) -> list[int]:
     return [r[0] for r in db.execute(sql, [site_id, _stamp(protocol)])]
 
 
+def changed_rows(db: Database, protocol: Protocol, table: str, where: str, now: datetime,
+                 params: list[Any] | None = None) -> list[tuple[dict[str, Any], str]]:
+    """Participants (``where`` on ``p``, with ``params``) whose row in ``table`` (a per-participant cache with
+    ``version`` and ``valid_until`` columns, as the scheduled tasks keep) is missing, was made at
+    another data version or is valid only until ``now`` or earlier; each with its data version now,
+    read before anything it is made from."""
+    version = _version_sql(db)
+    sql = (f"SELECT p.*, {version} AS _version FROM participants p LEFT JOIN {table} s"
+           f" ON s.participant_id = p.id WHERE ({where}) AND (s.version IS NOT {version}"
+           f" OR s.valid_until IS NULL OR s.valid_until <= ?) ORDER BY p.id")
+    stamp = _stamp(protocol)
+    cur = db.execute(sql, [stamp, *(params or []), stamp, iso(now)])
+    names = [d[0] for d in cur.description][:-1]
+    return [(dict(zip(names, r[:-1])), r[-1]) for r in cur.fetchall()]
+
+
 def data_version(protocol: Protocol, row: SiteRow) -> str:
     """Everything a kept row was made from, as one string (made by SQLite when the row was read)."""
     return row.version

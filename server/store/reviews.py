@@ -37,12 +37,12 @@ from server.db import query, query_one, write_tx
 from server.store import list_summaries
 from server.store.audit import Actor, write_audit
 from server.store.changes import add_change
-from server.store.participants import participant_by_id
+from server.store.participants import participant_by_id, participant_timeline
 from server.store.versions import event_time_for
 from shared.errors import EproError, FieldError
 from shared.flags import FlagList, evaluate_flags
 from shared.protocol import Protocol
-from shared.schedule import Entry, Timeline, compute_schedule
+from shared.schedule import Entry, Timeline, compute_schedule, next_change
 
 OUTCOMES = ("not_ae", "ae_recorded", "participant_contacted")
 STATES = ("open", "changed", "acknowledged")
@@ -277,14 +277,18 @@ def acknowledge_flag(db: Database, protocol: Protocol, participant_id: int, flag
 
 # --- counts cache (scheduled task + pages) -------------------------------------------------------------
 
-def _store_counts(db: Database, participant_id: int, counts: Mapping[str, int], now: datetime) -> None:
+def _store_counts(db: Database, participant_id: int, counts: Mapping[str, int], now: datetime, *,
+                  version: str | None = None, valid_until: str | None = None) -> None:
+    """Cache counts; without the data version they were made at (a write path) the scheduled task
+    computes them again at its next run."""
     db.execute(
-        "INSERT INTO flag_counts (participant_id, computed_at, open, open_high, changed, acknowledged, total)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(participant_id) DO UPDATE SET"
+        "INSERT INTO flag_counts (participant_id, computed_at, open, open_high, changed, acknowledged, total,"
+        " version, valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(participant_id) DO UPDATE SET"
         " computed_at = excluded.computed_at, open = excluded.open, open_high = excluded.open_high,"
-        " changed = excluded.changed, acknowledged = excluded.acknowledged, total = excluded.total",
+        " changed = excluded.changed, acknowledged = excluded.acknowledged, total = excluded.total,"
+        " version = excluded.version, valid_until = excluded.valid_until",
         [participant_id, iso(now), counts["open"], counts["open_high"], counts["changed"],
-         counts["acknowledged"], counts["total"]])
+         counts["acknowledged"], counts["total"], version, valid_until])
 
 
 def refresh_flag_counts(db: Database, protocol: Protocol, participant_id: int, *,
@@ -300,16 +304,23 @@ def refresh_flag_counts(db: Database, protocol: Protocol, participant_id: int, *
 
 def recompute_flag_counts(db: Database, protocol: Protocol, now: datetime | None = None, *,
                           site_id: int | None = None) -> dict[str, Any]:
-    """Scheduled task: recompute and cache every participant's (or one site's) open-flag counts."""
+    """Scheduled task: recompute and cache the open-flag counts of every participant (or one site's)
+    whose cached counts are not current: made at another data version (records, corrections,
+    acknowledgements, timeline, status) or before a local midnight that may have made a dose overdue
+    (issue 13: every run recomputed everyone). Returns how many participants there are, how many
+    were recomputed and how many flags are open over all of them."""
     now = now or utc_now()
-    sql, params = "SELECT id FROM participants", []
-    if site_id is not None:
-        sql, params = sql + " WHERE site_id = ?", [site_id]
-    total_open = 0
-    ids = [r["id"] for r in query(db, sql + " ORDER BY id", params)]
-    for pid in ids:
-        total_open += refresh_flag_counts(db, protocol, pid, now=now)["open"]
-    return {"participants": len(ids), "open_flags": total_open}
+    where, params = ("p.site_id = ?", [site_id]) if site_id is not None else ("1", [])
+    due = list_summaries.changed_rows(db, protocol, "flag_counts", where, now, params)
+    for participant, version in due:
+        found = participant_flags(db, protocol, participant, now=now)
+        until = next_change(protocol, participant_timeline(db, participant), now, dlt=False)
+        with write_tx(db):
+            _store_counts(db, participant["id"], found["counts"], now, version=version, valid_until=iso(until))
+    n, total_open = db.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(c.open), 0) FROM participants p"
+        f" LEFT JOIN flag_counts c ON c.participant_id = p.id WHERE {where}", params).fetchone()
+    return {"participants": n, "recomputed": len(due), "open_flags": total_open}
 
 
 def cached_flag_counts(db: Database, site_id: int) -> dict[int, dict[str, Any]]:

@@ -152,10 +152,13 @@ def test_the_scheduled_jobs_refresh_the_counts(db, db_path, devices):
     _severe_diary(devices)
     out = run_all(str(db_path), "nct06598202", LATER)
     s002 = participant_flags(db, PROTOCOL, get_participant(db, "S-002"), now=LATER)
-    assert out["flags"] == {"participants": 3,
+    assert out["flags"] == {"participants": 3, "recomputed": 3,
                             "open_flags": _flags(db)["counts"]["open"] + s002["counts"]["open"]}
     p = get_participant(db, "S-001")
     assert cached_flag_counts(db, p["site_id"])[p["id"]]["computed_at"].startswith("2025-03-03")
+    # the next run, the same day and nothing new: nothing recomputed, the same counts
+    again = run_all(str(db_path), "nct06598202", LATER + timedelta(minutes=15))
+    assert again["flags"] == {**out["flags"], "recomputed": 0}
 
 
 def test_acknowledgements_are_append_only(db, devices):

@@ -29,6 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None):
         app.config.from_mapping(config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = secrets.token_hex(32)
+    app.session_interface = _staff_only_session()
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.extensions["als_epro.protocol"] = load_protocol(app.config["PROTOCOL"])
@@ -45,6 +46,23 @@ def create_app(config: Mapping[str, Any] | None = None):
         if hasattr(staff, "init_app"):
             staff.init_app(app)
     return app
+
+
+def _staff_only_session():
+    from flask.sessions import SecureCookieSessionInterface
+
+    class StaffOnlySession(SecureCookieSessionInterface):
+        """Flask's cookie session (it carries the staff pages' flashed messages) only under
+        ``/staff/``. Devices authenticate with bearer tokens and never use it; opening it cost every
+        API request a signing serializer (issue 13). Elsewhere ``flask.session`` is Flask's null
+        session: a write to it raises instead of silently signing a cookie."""
+
+        def open_session(self, app, request):
+            if not request.path.startswith("/staff/"):
+                return None
+            return super().open_session(app, request)
+
+    return StaffOnlySession()
 
 
 def check_database(path: str, busy_timeout_ms: int = 10000) -> None:

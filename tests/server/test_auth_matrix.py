@@ -143,3 +143,30 @@ def test_disabled_staff_and_nobody_have_no_permission():
 def test_no_staff_loader_means_nobody_is_signed_in(app):
     with app.test_request_context():
         assert current_staff() is None
+
+
+def test_api_requests_open_no_flask_cookie_session(app, client):
+    # devices use bearer tokens: a Flask cookie session would only cost every API request a signing
+    # serializer, and a write to it must fail loudly, not sign a cookie; staff pages keep theirs
+    from flask import session
+
+    seen = {}
+
+    def probe():
+        seen["null"] = app.session_interface.is_null_session(session)
+        try:
+            session["x"] = 1
+            seen["write"] = "kept"
+        except RuntimeError:
+            seen["write"] = "refused"
+        return "ok"
+
+    app.add_url_rule("/api/v1/_probe_session", "probe_api", probe)
+    app.add_url_rule("/staff/_probe_session", "probe_staff", probe)
+    resp = client.get("/api/v1/_probe_session")
+    assert resp.status_code == 200
+    assert seen == {"null": True, "write": "refused"}
+    assert "Set-Cookie" not in resp.headers
+    resp = client.get("/staff/_probe_session")
+    assert seen == {"null": False, "write": "kept"}
+    assert "session=" in resp.headers.get("Set-Cookie", "")

@@ -39,13 +39,16 @@ def upload():
         raise EproError("validation.invalid", 400, errors=flatten_errors(problems))
     client_time = wrapper.load({"client_time": body.get("client_time")})["client_time"]
     db = get_db()
+    device = g.device
     every = current_app.config["TOKEN_ROTATE_EVERY_SYNCS"]
     token: list[str | None] = [None]
 
-    def count(tx_db) -> None:           # in the ingest's transaction: one commit a request
-        token[0] = count_upload(tx_db, g.device, every)
+    def count(tx_db) -> None:
+        # in the ingest's transaction (one commit a request, shared with other uploads: group
+        # commit), maybe on another request's thread: only what it is given, never ``g``
+        token[0] = count_upload(tx_db, device, every)
 
-    results = ingest(db, g.device, records, protocol=protocol(), client_time=client_time, then=count)
+    results = ingest(db, device, records, protocol=protocol(), client_time=client_time, then=count)
     answer = {"results": results, "server_time": server_time()}
     rotated = token[0]
     if rotated:

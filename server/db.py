@@ -6,6 +6,9 @@ per worker thread, kept between requests; see :func:`_thread_db`). Every mutatio
 queue instead of reading a stale audit chain head or ``server_seq`` and failing later — threads of
 one process on a Python lock per database file (woken the moment it is free), other processes on
 SQLite's busy timeout.
+:func:`grouped_write` (the upload path) goes further: writers of one file that queue behind each
+other are committed together, one ``COMMIT`` (one fsync of the WAL) for the group, each job in its own
+savepoint, every caller answered only once that ``COMMIT`` succeeded (group commit).
 Only this module touches ``flask.g``.
 """
 
@@ -14,9 +17,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from sqlite_utils import Database
 from sqlite_utils.utils import dedupe_keys
@@ -74,7 +78,7 @@ def write_tx(db: Database) -> Iterator[Database]:
         return
     # SQLite's busy handler sleeps in growing steps while another connection writes; threads of this
     # process wait on a lock instead and start the moment the writer commits
-    lock = getattr(db, "write_lock", None) or _write_lock(db.execute("PRAGMA database_list").fetchone()[2])
+    lock = getattr(db, "write_lock", None) or _write_lock(main_path(db))
     with lock:
         db.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -87,10 +91,171 @@ def write_tx(db: Database) -> Iterator[Database]:
             db.conn.execute("COMMIT")
 
 
+def main_path(db: Database) -> str:
+    """The file of the connection's main database ("" in memory or a temporary one). A connection's
+    main database never changes, so it is asked once (``PRAGMA database_list``) and kept on ``db``."""
+    path = getattr(db, "_main_path", None)
+    if path is None:
+        path = db.execute("PRAGMA database_list").fetchone()[2]
+        db._main_path = path
+    return path
+
+
+# --- group commit ------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+#: most jobs one group commits (the upload endpoint has one job a request; waitress runs 8 threads)
+GROUP_MAX_JOBS = 64
+
+
+class _Job:
+    """One caller's work in a group: run by the group's leader, answered through ``wake``."""
+
+    __slots__ = ("fn", "wake", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[Database], Any]) -> None:
+        self.fn, self.wake, self.done = fn, threading.Event(), False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Group:
+    """The queue of one database file. Invariant: the queue is not empty only while a leader exists
+    (``leader``); the leader is the first job of the queue when it takes its batch."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.queue: deque[_Job] = deque()
+        self.leader: _Job | None = None
+
+
+_groups: dict[str, _Group] = {}
+
+
+def _group(path: str) -> _Group:
+    key = os.path.realpath(path)
+    with _write_locks_guard:
+        return _groups.setdefault(key, _Group())
+
+
+class GroupAborted(sqlite3.OperationalError):
+    """A grouped job ended the group's transaction itself (``COMMIT``/``ROLLBACK``, or an error after
+    which SQLite rolled the whole transaction back): nothing of the group is known committed, so every
+    job of it gets this error (each caller retries; an idempotent upload makes that safe)."""
+
+
+def grouped_write(db: Database, job: Callable[[Database], T]) -> T:
+    """Run ``job(tx_db)`` in a write transaction shared with other threads' jobs for the same file
+    (group commit) and return its result, only once that transaction is committed.
+
+    While one thread (the leader) holds the file's write lock, the jobs of other threads queue; the
+    leader takes up to :data:`GROUP_MAX_JOBS` of them and runs them in order in one
+    ``BEGIN IMMEDIATE … COMMIT`` on *its* connection (``tx_db``), each inside its own savepoint. A job
+    that raises is rolled back to its savepoint and only its caller gets the exception; the others
+    still commit. If the ``COMMIT`` fails, every caller of the group gets that error and nothing of
+    the group is stored. ``synchronous`` stays as the connection has it (``FULL``): an answer is never
+    given for data not durably committed.
+
+    ``job`` may run on another thread than its caller: it must use only ``tx_db`` and what it was
+    given (no ``flask.g``, no request context), and change nothing outside the database that a
+    rolled-back savepoint or a failed commit would leave wrong.
+
+    Inside an open transaction it is a savepoint of that transaction (as :func:`write_tx`); a
+    database in memory (or a temporary one) is never grouped: the job runs in a transaction of its own.
+    """
+    path = main_path(db)
+    if db.conn.in_transaction or not path:
+        with write_tx(db):
+            return job(db)
+    group = _group(path)
+    me = _Job(job)
+    with group.mutex:
+        group.queue.append(me)
+        lead = group.leader is None
+        if lead:
+            group.leader = me
+    if not lead:
+        me.wake.wait()            # set when done, or when made the next leader
+        if not me.done:
+            lead = True
+    if lead:
+        _lead(db, group, me)
+    if me.error is not None:
+        raise me.error
+    return me.result
+
+
+def _lead(db: Database, group: _Group, me: _Job) -> None:
+    """As the group's leader: take the queued jobs (``me`` first: the leader is the head of the
+    queue), run and commit them, answer each, then hand the lead to the first job still waiting."""
+    batch: list[_Job] = []
+    try:
+        with getattr(db, "write_lock", None) or _write_lock(main_path(db)):
+            with group.mutex:     # jobs queued while the lock was awaited join this group
+                while group.queue and len(batch) < GROUP_MAX_JOBS:
+                    batch.append(group.queue.popleft())
+            _run_group(db, batch)
+    except BaseException as exc:  # the lock failed, or a ROLLBACK did: nobody's work is known stored
+        for job in batch or [me]:
+            job.result, job.error = None, exc
+    finally:
+        with group.mutex:
+            if not batch:         # never taken: leave the queue
+                group.queue.remove(me)
+            nxt = group.queue[0] if group.queue else None
+            group.leader = nxt
+        me.done = True
+        for job in batch:
+            job.done = True
+            if job is not me:
+                job.wake.set()
+        if nxt is not None:
+            nxt.wake.set()
+
+
+def _run_group(db: Database, batch: list[_Job]) -> None:
+    """One transaction for ``batch``: each job in a savepoint, then one ``COMMIT``. Sets each job's
+    result or error; a failed ``BEGIN``/``COMMIT`` (or a job that ended the transaction) becomes every
+    job's error, with the transaction rolled back. A job alone needs no savepoint: if it fails, the
+    transaction is rolled back (as :func:`write_tx` would)."""
+    conn = db.conn
+    alone = len(batch) == 1
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for job in batch:
+            if not alone:
+                conn.execute("SAVEPOINT grouped_job")
+            try:
+                job.result = job.fn(db)
+            except Exception as exc:
+                if alone:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    job.result, job.error = None, exc
+                    return
+                if not conn.in_transaction:
+                    raise GroupAborted(f"a grouped job's error ended the transaction: {exc!r}") from exc
+                conn.execute("ROLLBACK TO grouped_job")
+                conn.execute("RELEASE grouped_job")
+                job.result, job.error = None, exc
+                continue
+            if not conn.in_transaction:
+                raise GroupAborted("a grouped job ended the transaction itself")
+            if not alone:
+                conn.execute("RELEASE grouped_job")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for job in batch:
+            job.result, job.error = None, exc
+
+
 def file_identity(db: Database) -> tuple:
     """Which database file ``db`` is (path, device, inode): a key for caches of what a file holds, so
     a file replaced at the same path (a restore) is another database."""
-    path = db.execute("PRAGMA database_list").fetchone()[2]
+    path = main_path(db)
     try:
         st = os.stat(path)
         return (path, st.st_dev, st.st_ino)

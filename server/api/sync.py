@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import ValidationError
 
@@ -19,8 +21,16 @@ bp = Blueprint("sync", __name__)
 
 CHANGES_PAGE = 500
 
-#: the request wrapper's own field (one instance: building a schema costs more than loading with it)
-_WRAPPER = SyncRequestSchema(only=("client_time",))
+_wrappers = threading.local()
+
+
+def _wrapper_schema() -> SyncRequestSchema:
+    """The request wrapper's schema (``client_time`` only), one per thread: building a marshmallow
+    schema deep-copies its fields, which cost more than loading the field (every submit)."""
+    schema = getattr(_wrappers, "schema", None)
+    if schema is None:
+        schema = _wrappers.schema = SyncRequestSchema(only=("client_time",))
+    return schema
 
 
 @bp.post("/sync/records")
@@ -38,17 +48,20 @@ def upload():
                        f"At most {current_app.config['MAX_RECORDS']} records per request.")])
     # the envelopes are judged one by one in ingest(); here only the wrapper's own fields
     try:
-        client_time = _WRAPPER.load({"client_time": body.get("client_time")})["client_time"]
-    except ValidationError as err:
-        raise EproError("validation.invalid", 400, errors=flatten_errors(err.messages)) from None
+        client_time = _wrapper_schema().load({k: v for k, v in body.items() if k == "client_time"})["client_time"]
+    except ValidationError as exc:
+        raise EproError("validation.invalid", 400, errors=flatten_errors(exc.messages)) from None
     db = get_db()
+    device = g.device
     every = current_app.config["TOKEN_ROTATE_EVERY_SYNCS"]
     token: list[str | None] = [None]
 
-    def count(tx_db) -> None:           # in the ingest's transaction: one commit a request
-        token[0] = count_upload(tx_db, g.device, every)
+    def count(tx_db) -> None:
+        # in the ingest's transaction (one commit a request, shared with other uploads: group
+        # commit), maybe on another request's thread: only what it is given, never ``g``
+        token[0] = count_upload(tx_db, device, every)
 
-    results = ingest(db, g.device, records, protocol=protocol(), client_time=client_time, then=count)
+    results = ingest(db, device, records, protocol=protocol(), client_time=client_time, then=count)
     answer = {"results": results, "server_time": server_time()}
     rotated = token[0]
     if rotated:

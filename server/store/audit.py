@@ -153,6 +153,16 @@ def _epoch_key_id(db: Database) -> str | None:
     return row[0] if row else None
 
 
+def _epoch_still_there(db: Database, kid: str) -> bool:
+    """Whether the epoch row remembered for this connection (``(key id, seq)``) is in the database as
+    this connection sees it now."""
+    kept = getattr(db, "_audit_epoch", None)
+    if kept is None or kept[0] != kid:
+        return False
+    return db.execute("SELECT 1 FROM audit WHERE seq = ? AND entity = ? AND action = ? AND entity_id = ?",
+                      [kept[1], KEY_EPOCH_ENTITY, KEY_EPOCH_ACTION, kid]).fetchone() is not None
+
+
 def write_audit(db: Database, actor: Actor, action: str, *, entity: str | None = None,
                 entity_id: Any = None, site_id: int | None = None,
                 detail: dict[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
@@ -177,12 +187,15 @@ def write_audit_many(db: Database, actor: Actor,
     key = current_key()
     if key is not None:
         kid = key_id(key)
-        # the epoch row is looked up once per connection and key (epochs are only ever added)
-        # remembered only once found in the database (an epoch row written in a transaction that
-        # is then rolled back must be written again)
-        if getattr(db, "_audit_epoch", None) != kid:
-            if _epoch_key_id(db) == kid:
-                db._audit_epoch = kid
+        # the epoch row is searched once per connection and key (epochs are only ever added) and
+        # remembered with its seq; each later write checks that row is still there (one primary-key
+        # look-up), because it may have been written by an uncommitted transaction — or a grouped
+        # job's savepoint (server.db.grouped_write) — that was then rolled back: written again then
+        if not _epoch_still_there(db, kid):
+            found = db.execute("SELECT seq, entity_id FROM audit WHERE entity = ? ORDER BY seq DESC LIMIT 1",
+                               [KEY_EPOCH_ENTITY]).fetchone()
+            if found is not None and found[1] == kid:
+                db._audit_epoch = (kid, found[0])
             else:
                 _insert(db, Actor.system("audit-key"), KEY_EPOCH_ACTION, KEY_EPOCH_ENTITY, kid, None,
                         {"scheme": "hmac-sha256", "key_id": kid,

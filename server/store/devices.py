@@ -160,11 +160,11 @@ def count_upload(db: Database, device: dict[str, Any], every: int, *,
     transaction (the sync endpoint's ingest: one commit a request, not two)."""
     if every <= 0 or device.get("token_kind") == "previous":
         return None
-    db.execute("UPDATE devices SET syncs_since_rotation = syncs_since_rotation + 1 WHERE id = ?",
-               [device["id"]])
-    count = db.execute("SELECT syncs_since_rotation FROM devices WHERE id = ? AND revoked_at IS NULL",
-                       [device["id"]]).fetchone()
-    if count is None or count[0] < every:
+    # one statement: the count as this UPDATE left it (RETURNING, SQLite 3.35+; every row fetched,
+    # so the statement is finished before the COMMIT)
+    rows = db.conn.execute("UPDATE devices SET syncs_since_rotation = syncs_since_rotation + 1 WHERE id = ?"
+                           " RETURNING syncs_since_rotation, revoked_at IS NULL", [device["id"]]).fetchall()
+    if not rows or not rows[0][1] or rows[0][0] < every:
         return None
     token = new_token()
     db.execute("UPDATE devices SET pending_token_hash = ?, pending_token_at = ?, syncs_since_rotation = 0"

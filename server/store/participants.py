@@ -83,13 +83,16 @@ def participants_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
 
 
 def dose1_administered_at(db: Database, participant_id: int) -> datetime | None:
-    """Dose 1 as given: the earliest accepted confirmation of dose 1 with ``given`` true."""
+    """Dose 1 as given: the earliest accepted confirmation of dose 1 with ``given`` true.
+
+    No ``ORDER BY`` (the earliest is taken here, as instants): ordering by ``entered_at`` made SQLite
+    walk every record of the participant in ``records_participant``; without it the look-up seeks the
+    participant's dose confirmations in ``records_participant_type`` (every submit asks this)."""
     rows = query(db, """
         SELECT json_extract(envelope, '$.payload.administered_at') AS at FROM records
         WHERE participant_id = ? AND type = 'dose_confirmation'
           AND json_extract(envelope, '$.payload.dose_number') = 1
           AND json_extract(envelope, '$.payload.given') = 1
-        ORDER BY entered_at, server_seq
     """, [participant_id])
     times = [parse_iso(r["at"]) for r in rows if r["at"]]
     return min(times) if times else None

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from sqlite_utils import Database
 
 from server.clock import iso, utc_now
-from server.db import file_identity, query, query_one, write_tx
+from server.db import file_identity, grouped_write, query, query_one
 from server.alerts.wake import wake as wake_alerts
 from server.store import device_seq
 from server.store.audit import Actor, write_audit, write_audit_many
@@ -478,12 +478,15 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     Results: ``{"id", "status", "receipt"?, "errors"?, "labels"?}`` (contract §2).
     ``then(db)``, if given, runs last inside the same write transaction (the sync endpoint counts the
     upload for token rotation there: one commit a request, not two).
+    The transaction is :func:`server.db.grouped_write`'s: other threads' uploads may commit with it,
+    and the deciding may run on another thread, on its connection (``then`` too: pass it what it needs).
     """
     now = now or utc_now()
     actor = actor or Actor.device(device["id"])
     envelopes = list(envelopes)
     ahead = _validate_ahead(db, device, envelopes, protocol)
-    with write_tx(db):
+
+    def decide_and_store(db: Database) -> list[dict[str, Any]]:   # the group's connection (group commit)
         batch = _Batch(db, device, protocol, channel, actor, client_time, now)
         batch.ahead = ahead
         batch.prefetch(envelopes)
@@ -494,6 +497,9 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
             touch(db, device["id"], now)
         if then is not None:
             then(db)
+        return results
+
+    results = grouped_write(db, decide_and_store)
     for i, res in enumerate(results):
         if "_same_as" in res:
             first = results[res.pop("_same_as")]

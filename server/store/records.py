@@ -34,9 +34,9 @@ from server.store import device_seq
 from server.store.audit import Actor, write_audit, write_audit_many
 from server.store.changes import add_change
 from server.store.devices import originator, touch
-from server.store.dose_labels import batch_labels
+from server.store.dose_labels import KEPT_DOSES, batch_labels
 from server.store.participants import participant_by_id, participant_timeline, timeline_change
-from shared.canonical import record_sha256
+from shared.canonical import canonical_text, record_sha256, text_sha256
 from shared.errors import FieldError
 from shared.ids import record_key
 from shared.messages import t
@@ -55,6 +55,15 @@ def body_sha256(body: Any) -> str:
     if isinstance(body, dict):
         return record_sha256(body)
     return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+def hashed_body(body: Any) -> tuple[str, str | None]:
+    """:func:`body_sha256` and, for an object, the canonical text it was taken over: the same string
+    is stored as the record's ``envelope``, so each record is serialised once."""
+    if isinstance(body, dict):
+        text = canonical_text(body)
+        return text_sha256(text), text
+    return body_sha256(body), None
 
 
 def receipt(row: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +175,8 @@ class _Batch:
         self.seqs: list[int] = []
         self.known: dict[str, tuple[dict | None, dict | None]] | None = None   # see prefetch()
         self.dirty: set[str] = set()
-        self.ahead: dict[int, tuple[str, Any, list[FieldError]]] = {}   # see _validate_ahead()
+        self.ahead: dict[int, tuple[str, Any, list[FieldError], str | None]] = {}   # see _validate_ahead()
+        self.texts: dict[int, str] = {}    # result index -> canonical text of an accepted envelope
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
@@ -212,13 +222,15 @@ class _Batch:
             earlier = self.earlier_outcome(record_id, sha)
             if earlier is not None:
                 return earlier
-        record, errors = ahead[1:] if ahead else record_errors(body, protocol=self.protocol, sha256=sha)
+        record, errors = ahead[1:3] if ahead else record_errors(body, protocol=self.protocol, sha256=sha)
         if record is None:
             return self.reject(body, sha, [e.as_dict() for e in errors], "invalid")
         p = self.participant
         if p["status"] == "withdrawn" and p["withdrawn_at"] <= iso(record.parsed["entered_at"]):
             return self.reject(body, sha, [_fe("entered_at", "participant.withdrawn")], "withdrawn")
         self.candidates.append((index, record))
+        if ahead and ahead[3] is not None:
+            self.texts[index] = ahead[3]
         self.new_ids[record_id] = (record.sha256, index)
         self.seqs.append(record["device_seq"])
         return {"id": record["id"], "status": "accepted"}
@@ -312,7 +324,8 @@ class _Batch:
             timing = timing_labels_after(self.protocol, timeline, items, new_entries, others)
             last_key = max(((e.entered_at, e.id) for e in others), default=first_new)
         last_key = max(last_key, max((e.entered_at, e.id) for e in new_entries))
-        extra = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates])
+        extra, doses_after = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates],
+                                          version=(*where, count, last_seq))
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
@@ -332,6 +345,8 @@ class _Batch:
         if inserted:
             # if this transaction rolls back, the count no longer matches and the next batch starts over
             _MATCHED.put(where, timeline, count + inserted, next_seq - 1, items, last_key)
+            if doses_after is not None and inserted == len(rows):
+                KEPT_DOSES.put((*where, count + inserted, next_seq - 1), doses_after)
         if timeline.dose1_administered_at != before.dose1_administered_at:
             add_change(self.db, self.participant["id"], "timeline",
                        timeline_change(self.db, self.participant), now=self.now)
@@ -362,7 +377,8 @@ class _Batch:
                 [key, record["type"], self.participant["id"], self.device["id"], who,
                  self.channel, record["respondent"], record["schema_version"],
                  record["instrument_version"], record["event_time"], record["entered_at"],
-                 record["device_seq"], self.received_at, seq, record.sha256, _canonical(dict(record)),
+                 record["device_seq"], self.received_at, seq, record.sha256,
+                 self.texts.get(index) or _canonical(dict(record)),
                  record.get("clock_offset_s"), client_time,
                  self.drift_s, int(drift_flag), _canonical(labels), staff_id, int(staff_id is not None)])
             version_rows.append([key, _canonical(record["payload"]), self.received_at, version_by])
@@ -444,7 +460,7 @@ class _Batch:
 
 
 def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
-                    protocol: Protocol) -> dict[int, tuple[str, Any, list[FieldError]]]:
+                    protocol: Protocol) -> dict[int, tuple[str, Any, list[FieldError], str | None]]:
     """Hash and validate before the write lock is taken: both are pure (no clock, no database), so
     other uploads can store meanwhile. Only envelopes that will need it: the device's own, with an id
     the database does not hold yet (a replay needs no validation). ``decide`` uses the results."""
@@ -461,8 +477,8 @@ def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
     out = {}
     for i, body in mine.items():
         if record_key(body["id"]) not in known:
-            sha = body_sha256(body)
-            out[i] = (sha, *record_errors(body, protocol=protocol, sha256=sha))
+            sha, text = hashed_body(body)
+            out[i] = (sha, *record_errors(body, protocol=protocol, sha256=sha), text)
     return out
 
 

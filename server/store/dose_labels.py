@@ -47,30 +47,33 @@ class _KeptDoses:
     neither reads nor parses them again (issue 13: a 10,000-record backlog re-read every dose at
     each of its 20 requests).
 
-    Used only while the database agrees: the key is the file (:func:`server.db.file_identity`), the
-    participant, their number of records and their last ``server_seq``, all read inside the batch's
-    write transaction. A record added by anyone else, or a batch rolled back after it was kept,
-    moves or leaves that count and seq, and the doses are read from the database again. Bounded,
-    thread-safe; the lists are never changed once kept."""
+    Used only while the database agrees: kept by file and participant (``where``, as
+    :class:`server.store.records._MatchedCache` has it) under the participant's data stamp
+    (:func:`server.store.records.data_stamp`: records, last ``server_seq``, the audit link of that
+    record's acceptance), read inside the batch's write transaction. A record added by anyone
+    else, or a batch rolled back after it was kept, gives another stamp, and the doses are read from
+    the database again. Bounded, thread-safe; the lists are never changed once kept."""
 
     def __init__(self, limit: int = 2_000) -> None:
         self.limit = limit
         self._kept: OrderedDict[tuple, tuple[tuple, list]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, version: tuple) -> list | None:
-        *where, count, last_seq = version
+    def get(self, where: tuple, stamp: tuple) -> list | None:
         with self._lock:
-            kept = self._kept.get(tuple(where))
-        return kept[1] if kept is not None and kept[0] == (count, last_seq) else None
+            kept = self._kept.get(where)
+        return kept[1] if kept is not None and kept[0] == stamp else None
 
-    def put(self, version: tuple, keyed: list) -> None:
-        *where, count, last_seq = version
+    def put(self, where: tuple, stamp: tuple, keyed: list) -> None:
         with self._lock:
-            self._kept[tuple(where)] = ((count, last_seq), keyed)
-            self._kept.move_to_end(tuple(where))
+            self._kept[where] = (stamp, keyed)
+            self._kept.move_to_end(where)
             while len(self._kept) > self.limit:
                 self._kept.popitem(last=False)
+
+    def forget(self, where: tuple) -> None:
+        with self._lock:
+            self._kept.pop(where, None)
 
     def clear(self) -> None:
         with self._lock:
@@ -89,15 +92,15 @@ def _as_stored(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def batch_labels(db: Database, protocol: Protocol, timeline: Timeline, participant_id: int,
-                 new: Iterable[Mapping[str, Any]], *, version: tuple | None = None
-                 ) -> tuple[dict[str, list[str]], list | None]:
+                 new: Iterable[Mapping[str, Any]], *, where: tuple | None = None,
+                 stamp: tuple | None = None) -> tuple[dict[str, list[str]], list | None]:
     """``{record id: [label, …]}`` for the batch's new (validated, not yet stored) envelopes, and
     the participant's given doses once the batch is stored (for :data:`KEPT_DOSES`, or None).
 
-    ``version``: ``(*file identity, participant id, record count, last server_seq)`` as read in the
+    ``where``, ``stamp``: the file and participant, and the participant's data stamp as read in the
     write transaction before the batch is stored; the doses kept for exactly that are used instead
-    of reading them. The caller keeps the returned doses under the version after its insert, and
-    only if every new record was stored."""
+    of reading them. The caller keeps the returned doses under the stamp after its insert, and only
+    if every new record was stored (else it forgets them)."""
     new = list(new)
     new_doses = [str(r["id"]) for r in new if r["type"] == "dose_confirmation"]
     findings: dict = {}
@@ -106,15 +109,15 @@ def batch_labels(db: Database, protocol: Protocol, timeline: Timeline, participa
         # every stored dose through the (participant_id, type) index (m012), but findings made only
         # for the new ones: the work per batch grows with the doses, not with the whole history
         # squared (issue 16); the stored ones parsed once a sync, not once a batch (issue 13)
-        stored = KEPT_DOSES.get(version) if version is not None else None
+        stored = KEPT_DOSES.get(where, stamp) if where is not None else None
         if stored is None:
             stored = given_keyed(stored_doses(db, participant_id))
         mine = [r for r in new if r["type"] == "dose_confirmation"]
         doses = sorted(stored + given_keyed(dict(r) for r in mine), key=lambda kr: kr[0])
         findings = dose_findings(protocol, timeline, (), only=new_doses, keyed=doses, lists=False)
         after = sorted(stored + given_keyed(_as_stored(r) for r in mine), key=lambda kr: kr[0])
-    elif version is not None:
-        after = KEPT_DOSES.get(version)
+    elif where is not None:
+        after = KEPT_DOSES.get(where, stamp)
     out: dict[str, list[str]] = {}
     for r in new:
         found = findings.get(str(r["id"]))

@@ -119,9 +119,10 @@ class _MatchedCache:
     they hold), so the next batch — entered after everything stored, the usual case — is matched on
     top of it (:func:`shared.schedule.timing_labels_after`) rather than against the whole history.
 
-    Used only when the database still agrees: same file, same number of records for the participant
-    and the same last ``server_seq`` (so nothing was added by another process or rolled back), and
-    the same timeline. Otherwise the batch is matched from scratch and the result kept."""
+    Used only when the database still agrees: same file and the same :func:`data_stamp` of the
+    participant (their number of records, last ``server_seq`` and the audit link of that record's
+    acceptance, so nothing was added by another process or rolled back), and the same timeline.
+    Otherwise the batch is matched from scratch and the result kept."""
 
     def __init__(self, limit: int = 2_000) -> None:
         self.limit = limit
@@ -132,23 +133,50 @@ class _MatchedCache:
     def where(db: Database, participant_id: int) -> tuple:
         return (*file_identity(db), participant_id)
 
-    def get(self, where: tuple, timeline: Timeline, count: int, last_seq: int) -> tuple | None:
+    def get(self, where: tuple, timeline: Timeline, stamp: tuple) -> tuple | None:
         with self._lock:
             kept = self._kept.get(where)
-        if kept is None or kept[:3] != (timeline, count, last_seq):
+        if kept is None or kept[:2] != (timeline, stamp):
             return None
-        items, last_key = kept[3], kept[4]
+        items, last_key = kept[2], kept[3]
         return [_copy_item(i) for i in items], last_key
 
-    def put(self, where: tuple, timeline: Timeline, count: int, last_seq: int, items: list, last_key: tuple) -> None:
+    def put(self, where: tuple, timeline: Timeline, stamp: tuple, items: list, last_key: tuple) -> None:
         with self._lock:
-            self._kept[where] = (timeline, count, last_seq, items, last_key)
+            self._kept[where] = (timeline, stamp, items, last_key)
             self._kept.move_to_end(where)
             while len(self._kept) > self.limit:
                 self._kept.popitem(last=False)
 
 
 _MATCHED = _MatchedCache()
+
+#: what :func:`data_stamp` reads, in one statement through ``records_participant_seq`` and
+#: ``audit_entity``
+_STAMP_SQL = ("SELECT n, last_seq, (SELECT hash FROM audit WHERE entity = 'record' AND action = 'record.accept'"
+              " AND entity_id = (SELECT id FROM records WHERE server_seq = last_seq) ORDER BY seq DESC LIMIT 1)"
+              " FROM (SELECT COUNT(*) AS n, COALESCE(MAX(server_seq), 0) AS last_seq FROM records"
+              " WHERE participant_id = ?)")
+
+
+def data_stamp(db: Database, participant_id: int) -> tuple:
+    """``(records, last server_seq, audit link of that record's acceptance)`` of a participant, read
+    in the write transaction: what is kept between batches is used only under the same stamp. The
+    count and seq alone could come back after a rollback (a batch kept its state, then rolled back,
+    and another batch of as many records took the same seqs); the audit link is a hash over the
+    whole chain before it, so equal stamps mean the same records."""
+    return tuple(db.execute(_STAMP_SQL, [participant_id]).fetchone())
+
+
+def clear_caches() -> None:
+    """Forget what this process kept between batches (schedule entries and matching, given doses):
+    the next batch reads everything from the database. For tests, and for a caller that wants the
+    memory back; nothing depends on it for correctness."""
+    with _ENTRIES._lock:
+        _ENTRIES._entries.clear()
+    with _MATCHED._lock:
+        _MATCHED._kept.clear()
+    KEPT_DOSES.clear()
 
 
 def _copy_item(item: DueItem) -> DueItem:
@@ -177,6 +205,7 @@ class _Batch:
         self.dirty: set[str] = set()
         self.ahead: dict[int, tuple[str, Any, list[FieldError], str | None]] = {}   # see _validate_ahead()
         self.texts: dict[int, str] = {}    # result index -> canonical text of an accepted envelope
+        self.last_accept_hash: str | None = None   # audit link of the last record stored (data_stamp)
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
@@ -309,11 +338,10 @@ class _Batch:
         timeline = self.timeline(before)
         new_entries = [Entry.from_envelope(r.parsed) for _, r in self.candidates]
         pid = self.participant["id"]
-        count, last_seq = self.db.execute("SELECT COUNT(*), COALESCE(MAX(server_seq), 0) FROM records"
-                                          " WHERE participant_id = ?", [pid]).fetchone()
+        stamp = data_stamp(self.db, pid)
         where = _MATCHED.where(self.db, pid)
         first_new = min((e.entered_at, e.id) for e in new_entries)
-        kept = _MATCHED.get(where, timeline, count, last_seq)
+        kept = _MATCHED.get(where, timeline, stamp)
         if kept is not None and first_new > kept[1]:
             # the usual case: everything new was entered after everything stored
             items, last_key = kept
@@ -325,7 +353,7 @@ class _Batch:
             last_key = max(((e.entered_at, e.id) for e in others), default=first_new)
         last_key = max(last_key, max((e.entered_at, e.id) for e in new_entries))
         extra, doses_after = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates],
-                                          version=(*where, count, last_seq))
+                                          where=where, stamp=stamp)
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
@@ -344,9 +372,12 @@ class _Batch:
         next_seq += inserted
         if inserted:
             # if this transaction rolls back, the count no longer matches and the next batch starts over
-            _MATCHED.put(where, timeline, count + inserted, next_seq - 1, items, last_key)
+            after = (stamp[0] + inserted, next_seq - 1, self.last_accept_hash)
+            _MATCHED.put(where, timeline, after, items, last_key)
             if doses_after is not None and inserted == len(rows):
-                KEPT_DOSES.put((*where, count + inserted, next_seq - 1), doses_after)
+                KEPT_DOSES.put(where, after, doses_after)
+            else:
+                KEPT_DOSES.forget(where)
         if timeline.dose1_administered_at != before.dose1_administered_at:
             add_change(self.db, self.participant["id"], "timeline",
                        timeline_change(self.db, self.participant), now=self.now)
@@ -387,7 +418,9 @@ class _Batch:
         conn.execute("SAVEPOINT ingest_batch")
         if conn.executemany(self._RECORD_SQL, record_rows).rowcount == len(record_rows):
             conn.executemany(self._VERSION_SQL, version_rows)
-            write_audit_many(self.db, self.actor, [e for entries in audit_rows for e in entries], now=self.now)
+            written = write_audit_many(self.db, self.actor, [e for entries in audit_rows for e in entries],
+                                       now=self.now)
+            self.last_accept_hash = _last_accept(written, self.last_accept_hash)
             conn.execute("RELEASE ingest_batch")
             for offset, (index, record, key, _drift, labels) in enumerate(rows):
                 results[index] = self.accepted(record, next_seq + offset, labels)
@@ -404,8 +437,10 @@ class _Batch:
                 results[index] = self.stored_outcome(key, record.sha256)
                 continue
             conn.execute(self._VERSION_SQL, version)
-            write_audit_many(self.db, self.actor,
-                             self.audit_entries(record, key, seq, labels, who, client_time, seq_reused), now=self.now)
+            written = write_audit_many(self.db, self.actor,
+                                       self.audit_entries(record, key, seq, labels, who, client_time, seq_reused),
+                                       now=self.now)
+            self.last_accept_hash = _last_accept(written, self.last_accept_hash)
             results[index] = self.accepted(record, seq, labels)
             stored += 1
         return stored
@@ -457,6 +492,11 @@ class _Batch:
         if fresh:
             self.db.execute("UPDATE devices SET last_device_seq = ? WHERE id = ?",
                             [fresh[-1], self.device["id"]])
+
+
+def _last_accept(rows: list[dict[str, Any]], default: str | None) -> str | None:
+    """The link of the last ``record.accept`` row among audit rows just written (else ``default``)."""
+    return next((r["hash"] for r in reversed(rows) if r["action"] == "record.accept"), default)
 
 
 def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],

@@ -328,3 +328,26 @@ def test_a_rolled_back_batch_leaves_nothing_kept_that_a_later_batch_of_as_many_r
     assert res["status"] == "accepted"
     assert "dose_same_day" not in res["labels"], res["labels"]
     db.close()
+
+
+def test_records_keep_five_indexes_and_every_participant_query_stays_on_one(tmp_path):
+    """m017 dropped ``records_participant`` (participant_id, entered_at): the queries that filter a
+    participant's records still search an index (never a scan of every record)."""
+    db = new_server_db(tmp_path / "indexes.sqlite")
+    names = {r[1] for r in db.execute("PRAGMA index_list(records)")}
+    assert names == {"sqlite_autoindex_records_1", "sqlite_autoindex_records_2", "records_device",
+                     "records_participant_type", "records_participant_seq"}, names
+    queries = [
+        # dose 1 as given (server.store.participants.dose1_administered_at), the one query that used it
+        "SELECT json_extract(envelope, '$.payload.administered_at') AS at FROM records"
+        " WHERE participant_id = ? AND type = 'dose_confirmation'"
+        " AND json_extract(envelope, '$.payload.dose_number') = 1"
+        " AND json_extract(envelope, '$.payload.given') = 1 ORDER BY entered_at, server_seq",
+        "SELECT id, sha256 FROM records WHERE participant_id = ?",
+        records._STAMP_SQL,
+        DOSES_SQL,
+    ]
+    for sql in queries:
+        plan = " | ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", [1]).fetchall())
+        assert "SEARCH records USING" in plan and "SCAN records" not in plan, (sql, plan)
+    db.close()

@@ -116,6 +116,14 @@ def test_indexed_dose_findings_equal_the_pairwise_rule(doses, only):
     part = dose_schedule.dose_findings(PROTOCOL, tl, recs, only=ids)
     assert part.keys() == ids & found.keys()
     assert all(part[k] == found[k] for k in part)
+    # as the ingest asks (issue 13): doses keyed beforehand, no lists of out-of-order doses — the
+    # same findings and labels, only ``out_of_order_with`` left empty
+    lean = dose_schedule.dose_findings(PROTOCOL, tl, (), only=ids, keyed=dose_schedule.given_keyed(recs),
+                                       lists=False)
+    assert lean.keys() == part.keys()
+    for k, f in lean.items():
+        assert f.labels == part[k].labels and f.out_of_order_with == []
+        assert f.same_day_record_ids == part[k].same_day_record_ids
 
 
 def test_a_batch_that_meets_an_id_already_stored_falls_back_to_one_by_one(tmp_path, monkeypatch):

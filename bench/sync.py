@@ -94,11 +94,14 @@ def in_process(tmp: Path, batches: list[tuple[list[dict], str]], first_dose: str
     stages = Stages()
     stages.wrap(records_mod, "record_errors", "validate")
     stages.wrap(records_mod, "body_sha256", "hash")
+    if hasattr(records_mod, "hashed_body"):   # hash and the stored text from one serialisation (issue 13)
+        stages.wrap(records_mod, "hashed_body", "hash")
     stages.wrap(schemas_mod, "record_sha256", "hash")
     for name in ("timing_labels_after", "timing_labels_many"):   # the latter in builds before d32475e
         if hasattr(records_mod, name):
             stages.wrap(records_mod, name, "labels")
     stages.wrap(records_mod.Entry, "from_envelope", "labels")
+    stages.wrap(records_mod, "batch_labels", "labels")     # dose labels: counted in "store" before
     for name in ("write_audit", "write_audit_many"):     # the latter: batched, issue 13
         if hasattr(records_mod, name):
             stages.wrap(records_mod, name, "audit")

@@ -17,10 +17,21 @@ def strip_server_fields(envelope: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in envelope.items() if k not in SERVER_ONLY_FIELDS}
 
 
-def canonical_bytes(envelope: Mapping[str, Any]) -> bytes:
+def canonical_text(envelope: Mapping[str, Any]) -> str:
+    """The canonical form as text: what the server stores as the record's ``envelope`` (the same
+    string it hashes, so one serialisation serves both)."""
     body = strip_server_fields(envelope)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_bytes(envelope: Mapping[str, Any]) -> bytes:
+    return canonical_text(envelope).encode("utf-8")
+
+
+def text_sha256(text: str) -> str:
+    """The sha256 of a canonical text made by :func:`canonical_text`."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def record_sha256(envelope: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_bytes(envelope)).hexdigest()
+    return text_sha256(canonical_text(envelope))

@@ -81,20 +81,31 @@ def _sorted_given(records: Iterable[Mapping[str, Any]]) -> list[tuple[tuple, Map
     return keyed
 
 
+#: the public name of :func:`_sorted_given`: a participant's given doses, keyed and in time order, as
+#: :func:`dose_findings` takes them ready-made (``keyed=``; the ingest keeps them between batches)
+given_keyed = _sorted_given
+
+
 def given_doses(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Dose confirmations with ``given`` true and a time, by (administered_at, entered_at, id)."""
     return [r for _, r in _sorted_given(records)]
 
 
 def dose_findings(protocol: Protocol, timeline: Timeline, records: Iterable[Mapping[str, Any]],
-                  only: Iterable[str] | None = None) -> dict[str, DoseFinding]:
+                  only: Iterable[str] | None = None, *, keyed: list | None = None,
+                  lists: bool = True) -> dict[str, DoseFinding]:
     """A :class:`DoseFinding` for every given dose among ``records`` (any type; others are ignored),
     or only for the doses whose id is in ``only`` (still judged against all of ``records``: the
     ingest labels a batch this way without judging the participant's whole history again).
 
     Each time is parsed once and the other doses are found through per-number and per-date indexes,
-    so the work grows with the number of doses (and of findings), not with its square."""
-    keyed = _sorted_given(records)
+    so the work grows with the number of doses (and of findings), not with its square.
+
+    ``keyed``: the doses as :func:`given_keyed` returns them (then ``records`` is not read).
+    ``lists=False``: ``out_of_order_with`` is left empty (the label is found the same way, by
+    whether such a dose exists): what the ingest stores is the labels, and a long history out of
+    order would otherwise make a list of every dose for each new one."""
+    keyed = _sorted_given(records) if keyed is None else keyed
     doses = [r for _, r in keyed]
     ats = [k[0] for k, _ in keyed]
     numbers = [int(r["payload"]["dose_number"]) for r in doses]
@@ -132,15 +143,20 @@ def dose_findings(protocol: Protocol, timeline: Timeline, records: Iterable[Mapp
             if interval is not None and hours < interval:
                 f.labels.append("dose_too_close")
         # a lower number given later, or a higher number given earlier (in time order, like ``doses``)
-        disorder: list[int] = []
-        for m, idx in by_number.items():
-            if m < n:
-                disorder.extend(idx[bisect_right(number_times[m], at):])
-            elif m > n:
-                disorder.extend(idx[:bisect_left(number_times[m], at)])
-        f.out_of_order_with = [str(doses[j]["id"]) for j in sorted(disorder)]
+        if lists:
+            disorder: list[int] = []
+            for m, idx in by_number.items():
+                if m < n:
+                    disorder.extend(idx[bisect_right(number_times[m], at):])
+                elif m > n:
+                    disorder.extend(idx[:bisect_left(number_times[m], at)])
+            f.out_of_order_with = [str(doses[j]["id"]) for j in sorted(disorder)]
+            out_of_order = bool(disorder)
+        else:
+            out_of_order = any(bisect_right(times, at) < len(times) if m < n else bisect_left(times, at) > 0
+                               for m, times in number_times.items() if m != n)
         f.same_day_record_ids = [str(doses[j]["id"]) for j in by_date[local[i]] if j != i]
-        if f.out_of_order_with:
+        if out_of_order:
             f.labels.append("dose_out_of_order")
         if f.same_day_record_ids:
             f.labels.append("dose_same_day")

@@ -133,12 +133,16 @@ class Outbox(Part):
 
     def mark_unsent(self, ids: list[str], now: str) -> None:
         """The request failed before any answer: the entries are waiting again."""
+        if not ids:   # the usual case after an answer: no transaction (and no commit) for nothing
+            return
         with self.tx() as db:
             db.conn.executemany("UPDATE entries SET state = 'saved', updated_at = ? "
                                 "WHERE id = ? AND state = 'sent'", [(now, entry_id) for entry_id in ids])
 
     def record(self, outcomes: list[Outcome], now: str) -> None:
         """Store a response's outcomes in one transaction. A received entry never changes again."""
+        if not outcomes:
+            return
         rows = []
         for o in outcomes:
             received_at = (o.receipt or {}).get("received_at") if o.state == "received" else None

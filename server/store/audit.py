@@ -84,10 +84,12 @@ def _check_no_secrets(detail: Any, path: str = "detail") -> None:
         for key, value in detail.items():
             if str(key).lower() in SECRET_KEYS:
                 raise ValueError(f"audit {path}.{key}: secrets never go into the audit trail")
-            _check_no_secrets(value, f"{path}.{key}")
+            if isinstance(value, (dict, list)):   # a scalar holds no key (and needs no path made)
+                _check_no_secrets(value, f"{path}.{key}")
     elif isinstance(detail, list):
         for value in detail:
-            _check_no_secrets(value, path)
+            if isinstance(value, (dict, list)):
+                _check_no_secrets(value, path)
 
 
 def row_hash(row: dict[str, Any], key: bytes | None = None) -> str:

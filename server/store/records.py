@@ -34,9 +34,9 @@ from server.store import device_seq
 from server.store.audit import Actor, write_audit, write_audit_many
 from server.store.changes import add_change
 from server.store.devices import originator, touch
-from server.store.dose_labels import batch_labels
+from server.store.dose_labels import KEPT_DOSES, batch_labels
 from server.store.participants import participant_by_id, participant_timeline, timeline_change
-from shared.canonical import record_sha256
+from shared.canonical import canonical_text, record_sha256, text_sha256
 from shared.errors import FieldError
 from shared.ids import record_key
 from shared.messages import t
@@ -55,6 +55,15 @@ def body_sha256(body: Any) -> str:
     if isinstance(body, dict):
         return record_sha256(body)
     return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+def hashed_body(body: Any) -> tuple[str, str | None]:
+    """:func:`body_sha256` and, for an object, the canonical text it was taken over: the same string
+    is stored as the record's ``envelope``, so each record is serialised once."""
+    if isinstance(body, dict):
+        text = canonical_text(body)
+        return text_sha256(text), text
+    return body_sha256(body), None
 
 
 def receipt(row: dict[str, Any]) -> dict[str, Any]:
@@ -110,9 +119,10 @@ class _MatchedCache:
     they hold), so the next batch — entered after everything stored, the usual case — is matched on
     top of it (:func:`shared.schedule.timing_labels_after`) rather than against the whole history.
 
-    Used only when the database still agrees: same file, same number of records for the participant
-    and the same last ``server_seq`` (so nothing was added by another process or rolled back), and
-    the same timeline. Otherwise the batch is matched from scratch and the result kept."""
+    Used only when the database still agrees: same file and the same :func:`data_stamp` of the
+    participant (their number of records, last ``server_seq`` and the audit link of that record's
+    acceptance, so nothing was added by another process or rolled back), and the same timeline.
+    Otherwise the batch is matched from scratch and the result kept."""
 
     def __init__(self, limit: int = 2_000) -> None:
         self.limit = limit
@@ -123,23 +133,50 @@ class _MatchedCache:
     def where(db: Database, participant_id: int) -> tuple:
         return (*file_identity(db), participant_id)
 
-    def get(self, where: tuple, timeline: Timeline, count: int, last_seq: int) -> tuple | None:
+    def get(self, where: tuple, timeline: Timeline, stamp: tuple) -> tuple | None:
         with self._lock:
             kept = self._kept.get(where)
-        if kept is None or kept[:3] != (timeline, count, last_seq):
+        if kept is None or kept[:2] != (timeline, stamp):
             return None
-        items, last_key = kept[3], kept[4]
+        items, last_key = kept[2], kept[3]
         return [_copy_item(i) for i in items], last_key
 
-    def put(self, where: tuple, timeline: Timeline, count: int, last_seq: int, items: list, last_key: tuple) -> None:
+    def put(self, where: tuple, timeline: Timeline, stamp: tuple, items: list, last_key: tuple) -> None:
         with self._lock:
-            self._kept[where] = (timeline, count, last_seq, items, last_key)
+            self._kept[where] = (timeline, stamp, items, last_key)
             self._kept.move_to_end(where)
             while len(self._kept) > self.limit:
                 self._kept.popitem(last=False)
 
 
 _MATCHED = _MatchedCache()
+
+#: what :func:`data_stamp` reads, in one statement through ``records_participant_seq`` and
+#: ``audit_entity``
+_STAMP_SQL = ("SELECT n, last_seq, (SELECT hash FROM audit WHERE entity = 'record' AND action = 'record.accept'"
+              " AND entity_id = (SELECT id FROM records WHERE server_seq = last_seq) ORDER BY seq DESC LIMIT 1)"
+              " FROM (SELECT COUNT(*) AS n, COALESCE(MAX(server_seq), 0) AS last_seq FROM records"
+              " WHERE participant_id = ?)")
+
+
+def data_stamp(db: Database, participant_id: int) -> tuple:
+    """``(records, last server_seq, audit link of that record's acceptance)`` of a participant, read
+    in the write transaction: what is kept between batches is used only under the same stamp. The
+    count and seq alone could come back after a rollback (a batch kept its state, then rolled back,
+    and another batch of as many records took the same seqs); the audit link is a hash over the
+    whole chain before it, so equal stamps mean the same records."""
+    return tuple(db.execute(_STAMP_SQL, [participant_id]).fetchone())
+
+
+def clear_caches() -> None:
+    """Forget what this process kept between batches (schedule entries and matching, given doses):
+    the next batch reads everything from the database. For tests, and for a caller that wants the
+    memory back; nothing depends on it for correctness."""
+    with _ENTRIES._lock:
+        _ENTRIES._entries.clear()
+    with _MATCHED._lock:
+        _MATCHED._kept.clear()
+    KEPT_DOSES.clear()
 
 
 def _copy_item(item: DueItem) -> DueItem:
@@ -166,7 +203,9 @@ class _Batch:
         self.seqs: list[int] = []
         self.known: dict[str, tuple[dict | None, dict | None]] | None = None   # see prefetch()
         self.dirty: set[str] = set()
-        self.ahead: dict[int, tuple[str, Any, list[FieldError]]] = {}   # see _validate_ahead()
+        self.ahead: dict[int, tuple[str, Any, list[FieldError], str | None]] = {}   # see _validate_ahead()
+        self.texts: dict[int, str] = {}    # result index -> canonical text of an accepted envelope
+        self.last_accept_hash: str | None = None   # audit link of the last record stored (data_stamp)
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
@@ -212,13 +251,15 @@ class _Batch:
             earlier = self.earlier_outcome(record_id, sha)
             if earlier is not None:
                 return earlier
-        record, errors = ahead[1:] if ahead else record_errors(body, protocol=self.protocol, sha256=sha)
+        record, errors = ahead[1:3] if ahead else record_errors(body, protocol=self.protocol, sha256=sha)
         if record is None:
             return self.reject(body, sha, [e.as_dict() for e in errors], "invalid")
         p = self.participant
         if p["status"] == "withdrawn" and p["withdrawn_at"] <= iso(record.parsed["entered_at"]):
             return self.reject(body, sha, [_fe("entered_at", "participant.withdrawn")], "withdrawn")
         self.candidates.append((index, record))
+        if ahead and ahead[3] is not None:
+            self.texts[index] = ahead[3]
         self.new_ids[record_id] = (record.sha256, index)
         self.seqs.append(record["device_seq"])
         return {"id": record["id"], "status": "accepted"}
@@ -297,11 +338,10 @@ class _Batch:
         timeline = self.timeline(before)
         new_entries = [Entry.from_envelope(r.parsed) for _, r in self.candidates]
         pid = self.participant["id"]
-        count, last_seq = self.db.execute("SELECT COUNT(*), COALESCE(MAX(server_seq), 0) FROM records"
-                                          " WHERE participant_id = ?", [pid]).fetchone()
+        stamp = data_stamp(self.db, pid)
         where = _MATCHED.where(self.db, pid)
         first_new = min((e.entered_at, e.id) for e in new_entries)
-        kept = _MATCHED.get(where, timeline, count, last_seq)
+        kept = _MATCHED.get(where, timeline, stamp)
         if kept is not None and first_new > kept[1]:
             # the usual case: everything new was entered after everything stored
             items, last_key = kept
@@ -312,7 +352,8 @@ class _Batch:
             timing = timing_labels_after(self.protocol, timeline, items, new_entries, others)
             last_key = max(((e.entered_at, e.id) for e in others), default=first_new)
         last_key = max(last_key, max((e.entered_at, e.id) for e in new_entries))
-        extra = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates])
+        extra, doses_after = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates],
+                                          where=where, stamp=stamp)
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
         next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
@@ -331,7 +372,12 @@ class _Batch:
         next_seq += inserted
         if inserted:
             # if this transaction rolls back, the count no longer matches and the next batch starts over
-            _MATCHED.put(where, timeline, count + inserted, next_seq - 1, items, last_key)
+            after = (stamp[0] + inserted, next_seq - 1, self.last_accept_hash)
+            _MATCHED.put(where, timeline, after, items, last_key)
+            if doses_after is not None and inserted == len(rows):
+                KEPT_DOSES.put(where, after, doses_after)
+            else:
+                KEPT_DOSES.forget(where)
         if timeline.dose1_administered_at != before.dose1_administered_at:
             add_change(self.db, self.participant["id"], "timeline",
                        timeline_change(self.db, self.participant), now=self.now)
@@ -362,7 +408,8 @@ class _Batch:
                 [key, record["type"], self.participant["id"], self.device["id"], who,
                  self.channel, record["respondent"], record["schema_version"],
                  record["instrument_version"], record["event_time"], record["entered_at"],
-                 record["device_seq"], self.received_at, seq, record.sha256, _canonical(dict(record)),
+                 record["device_seq"], self.received_at, seq, record.sha256,
+                 self.texts.get(index) or _canonical(dict(record)),
                  record.get("clock_offset_s"), client_time,
                  self.drift_s, int(drift_flag), _canonical(labels), staff_id, int(staff_id is not None)])
             version_rows.append([key, _canonical(record["payload"]), self.received_at, version_by])
@@ -371,7 +418,9 @@ class _Batch:
         conn.execute("SAVEPOINT ingest_batch")
         if conn.executemany(self._RECORD_SQL, record_rows).rowcount == len(record_rows):
             conn.executemany(self._VERSION_SQL, version_rows)
-            write_audit_many(self.db, self.actor, [e for entries in audit_rows for e in entries], now=self.now)
+            written = write_audit_many(self.db, self.actor, [e for entries in audit_rows for e in entries],
+                                       now=self.now)
+            self.last_accept_hash = _last_accept(written, self.last_accept_hash)
             conn.execute("RELEASE ingest_batch")
             for offset, (index, record, key, _drift, labels) in enumerate(rows):
                 results[index] = self.accepted(record, next_seq + offset, labels)
@@ -388,8 +437,10 @@ class _Batch:
                 results[index] = self.stored_outcome(key, record.sha256)
                 continue
             conn.execute(self._VERSION_SQL, version)
-            write_audit_many(self.db, self.actor,
-                             self.audit_entries(record, key, seq, labels, who, client_time, seq_reused), now=self.now)
+            written = write_audit_many(self.db, self.actor,
+                                       self.audit_entries(record, key, seq, labels, who, client_time, seq_reused),
+                                       now=self.now)
+            self.last_accept_hash = _last_accept(written, self.last_accept_hash)
             results[index] = self.accepted(record, seq, labels)
             stored += 1
         return stored
@@ -443,8 +494,13 @@ class _Batch:
                             [fresh[-1], self.device["id"]])
 
 
+def _last_accept(rows: list[dict[str, Any]], default: str | None) -> str | None:
+    """The link of the last ``record.accept`` row among audit rows just written (else ``default``)."""
+    return next((r["hash"] for r in reversed(rows) if r["action"] == "record.accept"), default)
+
+
 def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
-                    protocol: Protocol) -> dict[int, tuple[str, Any, list[FieldError]]]:
+                    protocol: Protocol) -> dict[int, tuple[str, Any, list[FieldError], str | None]]:
     """Hash and validate before the write lock is taken: both are pure (no clock, no database), so
     other uploads can store meanwhile. Only envelopes that will need it: the device's own, with an id
     the database does not hold yet (a replay needs no validation). ``decide`` uses the results."""
@@ -461,8 +517,8 @@ def _validate_ahead(db: Database, device: dict[str, Any], envelopes: list[Any],
     out = {}
     for i, body in mine.items():
         if record_key(body["id"]) not in known:
-            sha = body_sha256(body)
-            out[i] = (sha, *record_errors(body, protocol=protocol, sha256=sha))
+            sha, text = hashed_body(body)
+            out[i] = (sha, *record_errors(body, protocol=protocol, sha256=sha), text)
     return out
 
 

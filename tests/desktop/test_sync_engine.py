@@ -169,3 +169,35 @@ def test_changes_update_protocol_and_timeline_and_keep_the_cursor(engine, paired
     assert paired.settings.get("cursor") == 3
     assert paired.changes.for_record("abc")[0]["body"]["data"]["rule"] == "r"
     assert engine.run().pulled == 0
+
+
+def test_a_request_costs_two_commits_and_a_partly_answered_one_keeps_the_rest_waiting(paired, entries, clock):
+    """Issue 13: marking a batch sent is one transaction and storing what its answer taught (clock
+    offset, outcomes, entries left unanswered) is one more, not three; nothing is committed for an
+    empty list. The guarantee stays: an entry leaves "waiting" only with its own receipt."""
+    server = FakeServer(max_records=4)
+    p = paired.settings.pairing()
+    p.limits = {"max_records": 4, "max_bytes": 2_097_152}
+    paired.settings.save_pairing(p)
+    saved = submit_many(entries, 8)
+    statements: list[str] = []
+    paired.db.conn.set_trace_callback(statements.append)
+    dropped = saved[5].id
+    real_push = server.push
+
+    def push(records, client_time):      # the answer leaves one record out
+        body = real_push(records, client_time)
+        body["results"] = [r for r in body["results"] if r["id"] != dropped]
+        return body
+
+    server.push = push
+    try:
+        result = SyncEngine(paired, server, clock, rng=lambda: 0.5).run()
+    finally:
+        paired.db.conn.set_trace_callback(None)
+    assert len(server.requests) == 2 and result.received == 7
+    commits_in_push = [s for s in statements if s.strip().upper() == "COMMIT"]
+    # two requests: two commits each, then the run's own (settings, sync log) after the push
+    assert len(commits_in_push) <= 2 * 2 + 4, statements
+    assert paired.outbox.get(dropped).state == "saved"
+    assert all(paired.outbox.get(e.id).state == "received" for e in saved if e.id != dropped)

@@ -100,7 +100,7 @@ def test_the_kept_matching_is_used_and_dropped_when_another_writer_adds_records(
     records.ingest(db, device, first, protocol=PROTOCOL, now=NOW)
     where = records._MATCHED.where(db, device["participant_id"])
     kept = records._MATCHED._kept[where]
-    assert kept[1] == 3                                   # three records known
+    assert kept[1][0] == 3                                # stamp: three records known (count, seq, link)
     # another process stores a record: the count no longer agrees, so the next batch starts over
     other = open_db(tmp_path / "one.sqlite")
     records._MATCHED._kept.pop(where)
@@ -108,8 +108,8 @@ def test_the_kept_matching_is_used_and_dropped_when_another_writer_adds_records(
                    protocol=PROTOCOL, now=NOW)
     records._MATCHED._kept[where] = kept                  # this process still holds the old matching
     later = make_nasal("S-001", entered_at=DAY1 + timedelta(days=6), device_seq=10)
-    assert records._MATCHED.get(where, kept[0], 4, 999) is None
+    assert records._MATCHED.get(where, kept[0], (4, 999, "another link")) is None
     result = records.ingest(db, device, [later], protocol=PROTOCOL, now=NOW)
-    assert result[0]["status"] == "accepted" and records._MATCHED._kept[where][1] == 5
+    assert result[0]["status"] == "accepted" and records._MATCHED._kept[where][1][0] == 5
     other.close()
     db.close()

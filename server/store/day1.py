@@ -9,6 +9,7 @@ A confirmed day 1 is what :class:`shared.schedule.Timeline` uses (``confirmed_da
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,10 +25,13 @@ REASON_MAX = 500
 
 
 def latest_confirmation(db: Database, participant_id: int) -> dict[str, Any] | None:
-    if "day1_confirmations" not in db.table_names():
-        return None
-    return query_one(db, "SELECT * FROM day1_confirmations WHERE participant_id = ? ORDER BY id DESC LIMIT 1",
-                     [participant_id])
+    try:
+        return query_one(db, "SELECT * FROM day1_confirmations WHERE participant_id = ? ORDER BY id DESC LIMIT 1",
+                         [participant_id])
+    except sqlite3.OperationalError as exc:   # a database migrated only part of the way (before m009)
+        if "no such table" in str(exc):
+            return None
+        raise
 
 
 def confirmed_day1(db: Database, participant_id: int) -> date | None:

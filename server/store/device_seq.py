@@ -16,13 +16,20 @@ from sqlite_utils import Database
 LABEL = "device_seq_reused"
 
 
-def reused(db: Database, device_id: str | None, candidates: list[tuple[int, Any]]) -> dict[str, str]:
+def reused(db: Database, device_id: str | None, candidates: list[tuple[int, Any]], *,
+           above: int | None = None) -> dict[str, str]:
     """For records about to be stored (``(index, ValidRecord)``): record id → the id of the earlier
-    record (stored, or earlier in this batch) that has the same ``device_seq`` from this device."""
+    record (stored, or earlier in this batch) that has the same ``device_seq`` from this device.
+
+    ``above``: the device's ``last_device_seq`` read in this write transaction. Every stored record
+    of the device has a seq at most that (the ingest raises it in the transaction that stores
+    them), so seqs all above it need no look-up: the usual case, a new entry from its device."""
     if device_id is None or not candidates:
         return {}
     seqs = sorted({r["device_seq"] for _, r in candidates})
     first: dict[int, str] = {}
+    if above is not None and seqs[0] > above:
+        seqs = []
     for start in range(0, len(seqs), 500):
         part = seqs[start:start + 500]
         for seq, rid in db.execute(

@@ -9,6 +9,7 @@ to the participant's devices through the changes feed.
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -96,6 +97,38 @@ def dose1_administered_at(db: Database, participant_id: int) -> datetime | None:
     """, [participant_id])
     times = [parse_iso(r["at"]) for r in rows if r["at"]]
     return min(times) if times else None
+
+
+#: a participant row with what :func:`participant_timeline` reads (dose 1 as given, the confirmed
+#: study day 1), in one statement: ``_dose1`` is a JSON array of dose 1's ``administered_at``
+#: texts, ``_day1`` the latest confirmation's day (the same look-ups as
+#: :func:`dose1_administered_at` and :func:`server.store.day1.latest_confirmation`)
+_WITH_TIMELINE_SQL = """
+    SELECT p.*,
+      (SELECT json_group_array(json_extract(envelope, '$.payload.administered_at')) FROM records
+        WHERE participant_id = p.id AND type = 'dose_confirmation'
+          AND json_extract(envelope, '$.payload.dose_number') = 1
+          AND json_extract(envelope, '$.payload.given') = 1) AS _dose1,
+      (SELECT day1 FROM day1_confirmations c WHERE c.participant_id = p.id ORDER BY c.id DESC LIMIT 1) AS _day1
+    FROM participants p WHERE p.id = ?"""
+
+
+def participant_with_timeline(db: Database, participant_id: int) -> tuple[dict[str, Any], Timeline]:
+    """:func:`participant_by_id` and :func:`participant_timeline` in one statement (each upload
+    reads both inside its write transaction: three statements there before, issue 13)."""
+    try:
+        row = query_one(db, _WITH_TIMELINE_SQL, [participant_id])
+    except sqlite3.OperationalError as exc:    # a database migrated only part of the way (before m009)
+        if "no such table" not in str(exc):
+            raise
+        participant = participant_by_id(db, participant_id)
+        return participant, participant_timeline(db, participant)
+    if row is None:
+        raise EproError("participant.not_found", 404, detail=str(participant_id))
+    times = [parse_iso(t) for t in json.loads(row.pop("_dose1")) if t]
+    day1 = row.pop("_day1")
+    return row, Timeline(date.fromisoformat(row["first_dose_date"]), row["tz"], min(times) if times else None,
+                         date.fromisoformat(day1) if day1 else None)
 
 
 def participant_timeline(db: Database, participant: dict[str, Any]) -> Timeline:

@@ -33,15 +33,15 @@ from server.alerts.wake import wake as wake_alerts
 from server.store import device_seq
 from server.store.audit import Actor, write_audit, write_audit_many
 from server.store.changes import add_change
-from server.store.devices import originator, touch
+from server.store.devices import originator
 from server.store.dose_labels import KEPT_DOSES, batch_labels
-from server.store.participants import participant_by_id, participant_timeline, timeline_change
+from server.store.participants import participant_with_timeline, timeline_change
 from shared.canonical import canonical_text, record_sha256, text_sha256
 from shared.errors import FieldError
 from shared.ids import record_key
 from shared.messages import t
 from shared.protocol import Protocol
-from shared.schedule import DueItem, Entry, Timeline, planned_items, timing_labels_after
+from shared.schedule import Entry, Timeline, planned_items, timing_labels_after
 from shared.schemas import record_errors
 from shared.schemas.fields import SAFE_INT
 
@@ -134,12 +134,16 @@ class _MatchedCache:
         return (*file_identity(db), participant_id)
 
     def get(self, where: tuple, timeline: Timeline, stamp: tuple) -> tuple | None:
+        """The kept matching, taken out of the cache: the caller changes its items in place and puts
+        them back under the stamp its batch leaves (:meth:`put`). A batch that fails before that
+        leaves nothing kept, and the next one matches from scratch; one rolled back after it left
+        a stamp the database no longer has. (Copying the items instead cost more than the rest of
+        a one-record upload's labelling.)"""
         with self._lock:
-            kept = self._kept.get(where)
+            kept = self._kept.pop(where, None)
         if kept is None or kept[:2] != (timeline, stamp):
             return None
-        items, last_key = kept[2], kept[3]
-        return [_copy_item(i) for i in items], last_key
+        return kept[2], kept[3]
 
     def put(self, where: tuple, timeline: Timeline, stamp: tuple, items: list, last_key: tuple) -> None:
         with self._lock:
@@ -152,20 +156,29 @@ class _MatchedCache:
 _MATCHED = _MatchedCache()
 
 #: what :func:`data_stamp` reads, in one statement through ``records_participant_seq`` and
-#: ``audit_entity``
-_STAMP_SQL = ("SELECT n, last_seq, (SELECT hash FROM audit WHERE entity = 'record' AND action = 'record.accept'"
-              " AND entity_id = (SELECT id FROM records WHERE server_seq = last_seq) ORDER BY seq DESC LIMIT 1)"
-              " FROM (SELECT COUNT(*) AS n, COALESCE(MAX(server_seq), 0) AS last_seq FROM records"
-              " WHERE participant_id = ?)")
+#: ``audit_entity``; the last column is the highest ``server_seq`` of the whole file (the next batch's
+#: seqs follow it), read in the same statement
+_STAMP_SQL = ("SELECT last_seq, (SELECT hash FROM audit WHERE entity = 'record' AND action = 'record.accept'"
+              " AND entity_id = (SELECT id FROM records WHERE server_seq = last_seq) ORDER BY seq DESC LIMIT 1),"
+              " (SELECT COALESCE(MAX(server_seq), 0) FROM records)"
+              " FROM (SELECT COALESCE(MAX(server_seq), 0) AS last_seq FROM records WHERE participant_id = ?)")
+
+
+def stamp_and_top(db: Database, participant_id: int) -> tuple[tuple, int]:
+    """:func:`data_stamp` and the file's highest ``server_seq``, in one statement."""
+    last_seq, link, top = db.execute(_STAMP_SQL, [participant_id]).fetchone()
+    return (last_seq, link), top
 
 
 def data_stamp(db: Database, participant_id: int) -> tuple:
-    """``(records, last server_seq, audit link of that record's acceptance)`` of a participant, read
-    in the write transaction: what is kept between batches is used only under the same stamp. The
-    count and seq alone could come back after a rollback (a batch kept its state, then rolled back,
-    and another batch of as many records took the same seqs); the audit link is a hash over the
-    whole chain before it, so equal stamps mean the same records."""
-    return tuple(db.execute(_STAMP_SQL, [participant_id]).fetchone())
+    """``(last server_seq, audit link of that record's acceptance)`` of a participant, read in the
+    write transaction: what is kept between batches is used only under the same stamp. A record
+    added for the participant takes a higher ``server_seq``; the seq alone could come back after a
+    rollback (a batch kept its state, then rolled back, and another batch took the same seqs), but
+    the audit link is a hash over the whole chain before it, so equal stamps mean the same records.
+    (A count of the participant's records, part of the stamp before, added nothing to that and cost
+    a walk of all their records at every submit.)"""
+    return stamp_and_top(db, participant_id)[0]
 
 
 def clear_caches() -> None:
@@ -179,15 +192,6 @@ def clear_caches() -> None:
     KEPT_DOSES.clear()
 
 
-def _copy_item(item: DueItem) -> DueItem:
-    """A copy of a kept schedule item that the matching may change (its ``record_ids`` too):
-    ``copy.copy`` cost more than the rest of a one-record upload's labelling."""
-    c = object.__new__(DueItem)
-    c.__dict__.update(item.__dict__)
-    c.record_ids = list(item.record_ids)
-    return c
-
-
 class _Batch:
     """State of one upload: the device, its participant, and what this batch already decided."""
 
@@ -197,7 +201,8 @@ class _Batch:
         self.now, self.received_at = now, iso(now)
         self.client_time = client_time
         self.drift_s = None if client_time is None else round((client_time - now).total_seconds(), 3)
-        self.participant = participant_by_id(db, device["participant_id"])
+        # the participant and their timeline as stored, read together (one statement)
+        self.participant, self.stored_timeline = participant_with_timeline(db, device["participant_id"])
         self.candidates: list[tuple[int, Any]] = []       # (result index, ValidRecord)
         self.new_ids: dict[str, tuple[str, int]] = {}     # id -> (sha256, result index) in this batch
         self.seqs: list[int] = []
@@ -206,6 +211,7 @@ class _Batch:
         self.ahead: dict[int, tuple[str, Any, list[FieldError], str | None]] = {}   # see _validate_ahead()
         self.texts: dict[int, str] = {}    # result index -> canonical text of an accepted envelope
         self.last_accept_hash: str | None = None   # audit link of the last record stored (data_stamp)
+        self.last_device_seq: int | None = None    # see heard()
 
     # --- quarantine ---------------------------------------------------------------------------
     def quarantine(self, body: Any, sha: str, errors: list[dict[str, str]], reason: str) -> int:
@@ -277,19 +283,26 @@ class _Batch:
         return self.stored_outcome(record_id, sha)
 
     def prefetch(self, envelopes: list[Any]) -> None:
-        """Read what the database already decided for this batch's ids in two queries, instead of
+        """Read what the database already decided for this batch's ids in one query, instead of
         two per record. Ids quarantined during the batch are read again (``dirty``)."""
         ids = list({record_key(b["id"]) for b in envelopes if isinstance(b, dict) and isinstance(b.get("id"), str)})
         known: dict[str, tuple[dict | None, dict | None]] = {}
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
             marks = ",".join("?" * len(part))
-            for row in query(self.db, "SELECT id, server_seq, received_at, sha256, labels FROM records"
-                                      f" WHERE id IN ({marks})", part):
-                known[row["id"]] = (row, None)
-            for row in query(self.db, "SELECT record_id, sha256, errors FROM quarantine"
-                                      f" WHERE record_id IN ({marks}) AND reason != 'device_binding'", part):
-                known[row["record_id"]] = (known.get(row["record_id"], (None, None))[0], row)
+            # both tables in one statement (``_q`` says which): a one-record upload runs it in the
+            # write lock, where every statement counts (issue 13)
+            for row in query(self.db, "SELECT 0 AS _q, id, server_seq, received_at, sha256, labels, NULL AS errors"
+                                      f" FROM records WHERE id IN ({marks}) UNION ALL"
+                                      " SELECT 1, record_id, NULL, NULL, sha256, NULL, errors FROM quarantine"
+                                      f" WHERE record_id IN ({marks}) AND reason != 'device_binding'", part + part):
+                rid = row["id"]
+                if row.pop("_q"):
+                    known[rid] = (known.get(rid, (None, None))[0],
+                                  {"record_id": rid, "sha256": row["sha256"], "errors": row["errors"]})
+                else:
+                    del row["errors"]
+                    known[rid] = (row, known.get(rid, (None, None))[1])
         self.known = known
 
     def stored_outcome(self, record_id: str, sha: str) -> dict[str, Any] | None:
@@ -334,11 +347,11 @@ class _Batch:
     def store(self, results: list[dict[str, Any]]) -> None:
         if not self.candidates:
             return
-        before = participant_timeline(self.db, self.participant)
+        before = self.stored_timeline
         timeline = self.timeline(before)
         new_entries = [Entry.from_envelope(r.parsed) for _, r in self.candidates]
         pid = self.participant["id"]
-        stamp = data_stamp(self.db, pid)
+        stamp, top_seq = stamp_and_top(self.db, pid)
         where = _MATCHED.where(self.db, pid)
         first_new = min((e.entered_at, e.id) for e in new_entries)
         kept = _MATCHED.get(where, timeline, stamp)
@@ -355,11 +368,11 @@ class _Batch:
         extra, doses_after = batch_labels(self.db, self.protocol, timeline, pid, [r for _, r in self.candidates],
                                           where=where, stamp=stamp)
         threshold = float(self.protocol.threshold("clock_drift_seconds"))
-        next_seq = self.db.execute("SELECT COALESCE(MAX(server_seq), 0) FROM records").fetchone()[0] + 1
+        next_seq = top_seq + 1    # read with the stamp, in this write transaction
         # staff entry (channel "staff"): ``device`` is a stand-in with ``id`` None and ``staff_id``
         staff_id = self.device.get("staff_id") if self.channel == "staff" else None
         who = f"staff:{staff_id}" if staff_id is not None else originator(self.device, self.device["subject"])
-        seq_reused = device_seq.reused(self.db, self.device["id"], self.candidates)
+        seq_reused = device_seq.reused(self.db, self.device["id"], self.candidates, above=self.last_device_seq)
         rows = []
         for index, record in self.candidates:
             key = record.parsed["id"]  # the stored form (shared.ids.record_key); the envelope stays as sent
@@ -371,8 +384,8 @@ class _Batch:
         inserted = self.insert_all(rows, next_seq, who, staff_id, seq_reused, results)
         next_seq += inserted
         if inserted:
-            # if this transaction rolls back, the count no longer matches and the next batch starts over
-            after = (stamp[0] + inserted, next_seq - 1, self.last_accept_hash)
+            # if this transaction rolls back, the audit link no longer matches and the next batch starts over
+            after = (next_seq - 1, self.last_accept_hash)
             _MATCHED.put(where, timeline, after, items, last_key)
             if doses_after is not None and inserted == len(rows):
                 KEPT_DOSES.put(where, after, doses_after)
@@ -415,18 +428,24 @@ class _Batch:
             version_rows.append([key, _canonical(record["payload"]), self.received_at, version_by])
             audit_rows.append(self.audit_entries(record, key, seq, labels, who, client_time, seq_reused))
         conn = self.db.conn
-        conn.execute("SAVEPOINT ingest_batch")
+        # a savepoint undoes a partly stored batch; a single record stores all or nothing without
+        # one (two statements fewer in the write lock for each submit, issue 13)
+        alone = len(record_rows) == 1
+        if not alone:
+            conn.execute("SAVEPOINT ingest_batch")
         if conn.executemany(self._RECORD_SQL, record_rows).rowcount == len(record_rows):
             conn.executemany(self._VERSION_SQL, version_rows)
             written = write_audit_many(self.db, self.actor, [e for entries in audit_rows for e in entries],
                                        now=self.now)
             self.last_accept_hash = _last_accept(written, self.last_accept_hash)
-            conn.execute("RELEASE ingest_batch")
+            if not alone:
+                conn.execute("RELEASE ingest_batch")
             for offset, (index, record, key, _drift, labels) in enumerate(rows):
                 results[index] = self.accepted(record, next_seq + offset, labels)
             return len(rows)
-        conn.execute("ROLLBACK TO ingest_batch")
-        conn.execute("RELEASE ingest_batch")
+        if not alone:
+            conn.execute("ROLLBACK TO ingest_batch")
+            conn.execute("RELEASE ingest_batch")
         stored = 0
         for (index, record, key, drift_flag, labels), values, version, _entries in zip(
                 rows, record_rows, version_rows, audit_rows):
@@ -476,12 +495,25 @@ class _Batch:
                 or (offset is not None and abs(offset) > threshold)
                 or ahead > threshold)
 
+    def heard(self, touch: bool) -> None:
+        """Read the device's highest ``device_seq`` seen so far (``last_device_seq``, in this write
+        transaction) and, with ``touch``, note that the device was heard from now
+        (:func:`server.store.devices.touch`) in the same statement."""
+        if self.device["id"] is None:
+            return
+        if touch:
+            rows = self.db.conn.execute("UPDATE devices SET last_seen_at = ? WHERE id = ? RETURNING last_device_seq",
+                                        [self.received_at, self.device["id"]]).fetchall()
+        else:
+            rows = self.db.conn.execute("SELECT last_device_seq FROM devices WHERE id = ?",
+                                        [self.device["id"]]).fetchall()
+        self.last_device_seq = rows[0][0] if rows else None
+
     def record_seqs(self) -> None:
         """Note ``device_seq`` gaps (SY-07) and the highest seq seen from this device."""
-        if not self.seqs or self.device["id"] is None:
+        if not self.seqs or self.last_device_seq is None:
             return
-        last = query_one(self.db, "SELECT last_device_seq FROM devices WHERE id = ?",
-                         [self.device["id"]])["last_device_seq"]
+        last = self.last_device_seq
         fresh = sorted({s for s in self.seqs if s > last})
         expected = last + 1
         for seq in fresh:
@@ -545,12 +577,11 @@ def ingest(db: Database, device: dict[str, Any], envelopes: Iterable[Any], *, pr
     def decide_and_store(db: Database) -> list[dict[str, Any]]:   # the group's connection (group commit)
         batch = _Batch(db, device, protocol, channel, actor, client_time, now)
         batch.ahead = ahead
+        batch.heard(touch=channel == "sync")
         batch.prefetch(envelopes)
         results = [batch.decide(i, body) for i, body in enumerate(envelopes)]
         batch.store(results)
         batch.record_seqs()
-        if channel == "sync":
-            touch(db, device["id"], now)
         if then is not None:
             then(db)
         return results

@@ -100,15 +100,15 @@ def test_the_kept_matching_is_used_and_dropped_when_another_writer_adds_records(
     records.ingest(db, device, first, protocol=PROTOCOL, now=NOW)
     where = records._MATCHED.where(db, device["participant_id"])
     kept = records._MATCHED._kept[where]
-    assert kept[1][0] == 3                                # stamp: three records known (count, seq, link)
-    # another process stores a record: the count no longer agrees, so the next batch starts over
+    assert kept[1][0] == 3                                # stamp: last server_seq 3 (seq, audit link)
+    # another process stores a record: the last seq and audit link no longer agree, so the next batch starts over
     other = open_db(tmp_path / "one.sqlite")
     records._MATCHED._kept.pop(where)
     records.ingest(other, device, [make_nasal("S-001", entered_at=DAY1 + timedelta(days=5), device_seq=9)],
                    protocol=PROTOCOL, now=NOW)
     records._MATCHED._kept[where] = kept                  # this process still holds the old matching
     later = make_nasal("S-001", entered_at=DAY1 + timedelta(days=6), device_seq=10)
-    assert records._MATCHED.get(where, kept[0], (4, 999, "another link")) is None
+    assert records._MATCHED.get(where, kept[0], (999, "another link")) is None
     result = records.ingest(db, device, [later], protocol=PROTOCOL, now=NOW)
     assert result[0]["status"] == "accepted" and records._MATCHED._kept[where][1][0] == 5
     other.close()

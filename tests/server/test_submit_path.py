@@ -3,11 +3,15 @@ count is one statement."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from server.store.devices import count_upload, get_device, revoke_device
 from server.store.audit import Actor
 from server.store.participants import dose1_administered_at, get_participant
 from tests.server.helpers import pair, upload
 from tests.support.records import make_batch, make_dose
+
+DAY1 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 
 
 def _traced(db, call):
@@ -43,3 +47,77 @@ def test_counting_an_upload_is_one_statement_and_a_revoked_device_gets_no_token(
     db.execute("BEGIN IMMEDIATE")
     assert [count_upload(db, device, 1) for _ in range(2)] == [None, None]
     db.execute("ROLLBACK")
+
+
+def _write_statements(seen: list[str]) -> list[str]:
+    """The statements from ``BEGIN IMMEDIATE`` to ``COMMIT`` (the write lock is held meanwhile)."""
+    start = next(i for i, s in enumerate(seen) if s.startswith("BEGIN IMMEDIATE"))
+    end = next(i for i, s in enumerate(seen) if s == "COMMIT")
+    return seen[start:end + 1]
+
+
+def test_a_one_record_upload_holds_the_write_lock_for_a_dozen_statements_none_a_scan(tmp_path):
+    """Every submit of a person pressing Submit runs in the file's write lock, which other uploads
+    queue for (group commit): the participant and their timeline are one read, the prefetch one,
+    the device's seq and last-heard one, and a single record needs no savepoint (issue 13: twenty
+    statements in the lock before). No statement there walks a table or a participant's records."""
+    from server.store import records
+    from shared.protocol import load_protocol
+    from tests.evidence.devices import new_server_db, pair_in_process
+    from tests.support.records import make_nasal
+
+    db = new_server_db(tmp_path / "lock.sqlite")
+    device = pair_in_process(db)
+    protocol = load_protocol()
+    for d in range(20):          # a history, so that a walk of it would show in the plans
+        records.ingest(db, device, [make_nasal("S-001", entered_at=DAY1 + timedelta(days=d), device_seq=d + 1)],
+                       protocol=protocol)
+    new = make_nasal("S-001", entered_at=DAY1 + timedelta(days=21), device_seq=21)
+    (res,), seen = _traced(db, lambda: records.ingest(db, device, [new], protocol=protocol))
+    assert res["status"] == "accepted"
+    locked = _write_statements(seen)
+    assert len(locked) <= 12, "\n".join(locked)
+    assert not [s for s in locked if "sqlite_master" in s or "SAVEPOINT" in s], locked
+    for sql in locked:
+        if sql.lstrip().upper().startswith("SELECT"):
+            plan = " | ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql))
+            assert "SCAN records" not in plan, (sql, plan)
+            # the chain head: the last row by its INTEGER PRIMARY KEY, which SQLite shows as a scan
+            assert "SCAN audit" not in plan or sql.endswith("ORDER BY seq DESC LIMIT 1"), (sql, plan)
+    db.close()
+
+
+def test_the_participant_and_timeline_read_together_equal_the_separate_reads(tmp_path):
+    """:func:`participant_with_timeline` (one statement in the write lock) against
+    :func:`participant_by_id` and :func:`participant_timeline`: no dose yet, dose 1 not given, given
+    twice (the earliest wins), and a study day 1 confirmed by staff."""
+    from server.store import records
+    from server.store.day1 import confirm_day1
+    from server.store.participants import participant_by_id, participant_timeline, participant_with_timeline
+    from shared.protocol import load_protocol
+    from tests.evidence.devices import new_server_db, pair_in_process
+
+    db = new_server_db(tmp_path / "timeline.sqlite")
+    device = pair_in_process(db)
+    protocol = load_protocol()
+    pid = device["participant_id"]
+
+    def both():
+        row = participant_by_id(db, pid)
+        return row, participant_timeline(db, row)
+
+    states = [both()]
+    assert participant_with_timeline(db, pid) == states[0]
+    missed = make_dose("S-001", dose_number=1, given=False, entered_at=DAY1 + timedelta(hours=9), device_seq=1)
+    later = make_dose("S-001", dose_number=1, entered_at=DAY1 + timedelta(days=1, hours=9), device_seq=2)
+    earlier = make_dose("S-001", dose_number=1, entered_at=DAY1 + timedelta(hours=10), device_seq=3)
+    for n, env in enumerate((missed, later, earlier)):
+        assert records.ingest(db, device, [env], protocol=protocol)[0]["status"] == "accepted"
+        states.append(both())
+        assert participant_with_timeline(db, pid) == states[-1], n
+    assert states[-1][1].dose1_administered_at is not None
+    assert states[-1][1].dose1_administered_at < states[-2][1].dose1_administered_at   # the earliest given
+    confirm_day1(db, "S-001", (DAY1 + timedelta(days=2)).date().isoformat(), reason="source", actor=Actor.cli())
+    row, timeline = participant_with_timeline(db, pid)
+    assert (row, timeline) == both() and timeline.confirmed_day1 == (DAY1 + timedelta(days=2)).date()
+    db.close()

@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(sub, "serve", cmd_serve, "serve the API with waitress (a production WSGI server)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    sp.add_argument("--threads", type=int, default=8)
+    sp.add_argument("--threads", type=int, default=16,
+                    help="request threads (default 16): uploads queue for the file's one write lock and are"
+                         " committed in groups, so more threads make larger groups (bench 2 on 2 cores:"
+                         " about 500 submits/s with 8, 600 with 16, no better with 32)")
     sp.add_argument("--no-jobs", action="store_true", help="do not run the scheduled jobs")
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="audit_cmd", required=True)

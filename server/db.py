@@ -105,7 +105,7 @@ def main_path(db: Database) -> str:
 
 T = TypeVar("T")
 
-#: most jobs one group commits (the upload endpoint has one job a request; waitress runs 8 threads)
+#: most jobs one group commits (the upload endpoint has one job a request; ``serve`` runs 16 threads)
 GROUP_MAX_JOBS = 64
 
 
@@ -131,12 +131,16 @@ class _Group:
 
 
 _groups: dict[str, _Group] = {}
+_group_of_path: dict[str, _Group] = {}    # the path as given -> its file's group (realpath once)
 
 
 def _group(path: str) -> _Group:
-    key = os.path.realpath(path)
-    with _write_locks_guard:
-        return _groups.setdefault(key, _Group())
+    group = _group_of_path.get(path)
+    if group is None:
+        key = os.path.realpath(path)   # a few system calls: once per path, not at every upload
+        with _write_locks_guard:
+            group = _group_of_path[path] = _groups.setdefault(key, _Group())
+    return group
 
 
 class GroupAborted(sqlite3.OperationalError):

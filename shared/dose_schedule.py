@@ -71,9 +71,10 @@ def min_interval_hours(protocol: Protocol) -> float | None:
     return None if value is None else float(value)
 
 
-def _sorted_given(records: Iterable[Mapping[str, Any]]) -> list[tuple[tuple, Mapping[str, Any]]]:
+def given_keyed(records: Iterable[Mapping[str, Any]]) -> list[tuple[tuple, Mapping[str, Any]]]:
     """``((administered_at, entered_at, id), record)`` of the given doses, in that order; each time
-    parsed once."""
+    parsed once. :func:`dose_findings` takes them ready-made (``keyed=``; the ingest keeps them
+    between batches)."""
     keyed = [((_dt(r["payload"]["administered_at"]), _dt(r["entered_at"]), str(r["id"])), r)
              for r in records if r.get("type") == "dose_confirmation"
              and (r.get("payload") or {}).get("given") is True and r["payload"].get("administered_at")]
@@ -81,14 +82,9 @@ def _sorted_given(records: Iterable[Mapping[str, Any]]) -> list[tuple[tuple, Map
     return keyed
 
 
-#: the public name of :func:`_sorted_given`: a participant's given doses, keyed and in time order, as
-#: :func:`dose_findings` takes them ready-made (``keyed=``; the ingest keeps them between batches)
-given_keyed = _sorted_given
-
-
 def given_doses(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Dose confirmations with ``given`` true and a time, by (administered_at, entered_at, id)."""
-    return [r for _, r in _sorted_given(records)]
+    return [r for _, r in given_keyed(records)]
 
 
 def dose_findings(protocol: Protocol, timeline: Timeline, records: Iterable[Mapping[str, Any]],
@@ -105,7 +101,7 @@ def dose_findings(protocol: Protocol, timeline: Timeline, records: Iterable[Mapp
     ``lists=False``: ``out_of_order_with`` is left empty (the label is found the same way, by
     whether such a dose exists): what the ingest stores is the labels, and a long history out of
     order would otherwise make a list of every dose for each new one."""
-    keyed = _sorted_given(records) if keyed is None else keyed
+    keyed = given_keyed(records) if keyed is None else keyed
     doses = [r for _, r in keyed]
     ats = [k[0] for k, _ in keyed]
     numbers = [int(r["payload"]["dose_number"]) for r in doses]

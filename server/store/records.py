@@ -110,6 +110,10 @@ class _EntryCache:
                 self._entries.popitem(last=False)
         return [found[k] for k in keys]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
 
 _ENTRIES = _EntryCache()
 
@@ -152,6 +156,10 @@ class _MatchedCache:
             while len(self._kept) > self.limit:
                 self._kept.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
 
 _MATCHED = _MatchedCache()
 
@@ -185,10 +193,8 @@ def clear_caches() -> None:
     """Forget what this process kept between batches (schedule entries and matching, given doses):
     the next batch reads everything from the database. For tests, and for a caller that wants the
     memory back; nothing depends on it for correctness."""
-    with _ENTRIES._lock:
-        _ENTRIES._entries.clear()
-    with _MATCHED._lock:
-        _MATCHED._kept.clear()
+    _ENTRIES.clear()
+    _MATCHED.clear()
     KEPT_DOSES.clear()
 
 

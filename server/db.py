@@ -42,6 +42,7 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
     db.execute("PRAGMA foreign_keys=ON")
     db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     db.execute("PRAGMA synchronous=FULL")
+    file_identity(db)    # the file this connection opened, taken now (see file_identity)
     return db
 
 
@@ -258,13 +259,20 @@ def _run_group(db: Database, batch: list[_Job]) -> None:
 
 def file_identity(db: Database) -> tuple:
     """Which database file ``db`` is (path, device, inode): a key for caches of what a file holds, so
-    a file replaced at the same path (a restore) is another database."""
+    a file replaced at the same path (a restore) is another database. An open connection keeps
+    reading the file it opened, whatever is put at its path later, so the identity is taken once
+    (at the first call) and kept on ``db``: one ``stat`` a connection, not one an upload."""
+    kept = getattr(db, "_file_identity", None)
+    if kept is not None:
+        return kept
     path = main_path(db)
     try:
         st = os.stat(path)
-        return (path, st.st_dev, st.st_ino)
+        identity = (path, st.st_dev, st.st_ino)
     except OSError:
         return (path, None, None)
+    db._file_identity = identity
+    return identity
 
 
 def query(db: Database, sql: str, params: tuple | list | dict = ()) -> list[dict]:

@@ -121,3 +121,26 @@ def test_the_participant_and_timeline_read_together_equal_the_separate_reads(tmp
     row, timeline = participant_with_timeline(db, pid)
     assert (row, timeline) == both() and timeline.confirmed_day1 == (DAY1 + timedelta(days=2)).date()
     db.close()
+
+
+def test_a_connection_keeps_the_identity_of_the_file_it_opened(tmp_path):
+    """The caches of what a file holds are keyed by :func:`server.db.file_identity`, taken once per
+    connection (not a ``stat`` at every upload): a file put at the same path later (a restore) is
+    another identity for a new connection, while the old connection, which still reads the file it
+    opened, keeps its own."""
+    import os
+
+    from server.db import file_identity, open_db
+
+    path = tmp_path / "a.sqlite"
+    old = open_db(path)
+    before = file_identity(old)
+    assert before[1:] == (os.stat(path).st_dev, os.stat(path).st_ino)
+    replacement = open_db(tmp_path / "b.sqlite")
+    replacement.close()
+    os.replace(tmp_path / "b.sqlite", path)
+    new = open_db(path)
+    assert file_identity(new) != before and file_identity(new)[2] == os.stat(path).st_ino
+    assert file_identity(old) == before
+    old.close()
+    new.close()

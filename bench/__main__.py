@@ -32,6 +32,9 @@ def _sync_rows(r: dict) -> list[Row]:
               ("store (SQL)", split["store"]), ("audit (hash chain)", split.get("audit", 0.0)),
               ("HTTP (waitress, Flask, auth)", http),
               ("client receipts", served.get("client receipts", 0.0)), ("client other", client_other)]
+    if "client receipts overlapped" in served:
+        stages.append(("client receipts, during a round trip (off the critical path)",
+                       served["client receipts overlapped"]))
     for name, seconds in stages:
         rows.append(Row(f"  stage: {name}", f"{seconds:.2f} s", f"raw `insert_all`: {raw:.2f} s",
                         f"{seconds / raw:.1f}× raw" if raw else ""))

@@ -14,12 +14,13 @@ from desktop.store.changes import Changes
 from desktop.store.db import DB_FILENAME, open_db
 from desktop.store.drafts import Draft, Drafts
 from desktop.store.migrations import migrate
-from desktop.store.outbox import WAITING, Entry, Outbox, Outcome
+from desktop.store.outbox import WAITING, Entry, Outbox, Outcome, Waiting
 from desktop.store.reminders import ReminderState
 from desktop.store.settings import DEFAULT_LIMITS, Pairing, Settings
 from desktop.store.synclog import SyncLog
 
-__all__ = ["Store", "Draft", "Entry", "Outcome", "Pairing", "WAITING", "DEFAULT_LIMITS", "DB_FILENAME"]
+__all__ = ["Store", "Draft", "Entry", "Outcome", "Pairing", "WAITING", "Waiting", "DEFAULT_LIMITS",
+           "DB_FILENAME"]
 
 
 class Store:

@@ -55,6 +55,24 @@ class Entry:
             sent_at=r["sent_at"], received_at=r["received_at"])
 
 
+@dataclass
+class Waiting:
+    """A waiting entry as the sync engine sends it: the envelope's JSON text exactly as stored at
+    Submit (UTF-8 bytes), parsed only if someone asks for :attr:`envelope`."""
+
+    id: str
+    sha256: str
+    device_seq: int
+    text: bytes
+    _envelope: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        if self._envelope is None:
+            self._envelope = json.loads(self.text)
+        return self._envelope
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One per-record result of a sync response, as the engine decided to record it."""
@@ -124,6 +142,19 @@ class Outbox(Part):
 
     def waiting(self, device_id: str | None = None) -> list[Entry]:
         return self.entries(device_id, WAITING)
+
+    def waiting_texts(self, device_id: str | None = None) -> list[Waiting]:
+        """The waiting entries in ``device_seq`` order, as :meth:`waiting`, without parsing a thing:
+        id, sha256, device_seq and the stored envelope text as UTF-8 bytes."""
+        sql = ("SELECT id, sha256, device_seq, CAST(envelope AS BLOB) FROM entries "
+               f"WHERE state IN ({','.join('?' * len(WAITING))})")
+        params: list[Any] = list(WAITING)
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            params.append(device_id)
+        with self.lock:
+            rows = self.db.execute(sql + " ORDER BY device_id, device_seq", params).fetchall()
+        return [Waiting(*row) for row in rows]
 
     def mark_sending(self, ids: list[str], now: str) -> None:
         with self.tx() as db:

@@ -108,6 +108,24 @@ def test_push_sends_bearer_token_and_json(http_server):
                                           {"records": [{"id": "a"}], "client_time": "T"}, "Bearer secret")
 
 
+def test_push_raw_sends_the_stored_texts_as_the_same_json_as_push(http_server):
+    """Issue 13: records held as their stored JSON text go out unparsed, and the server reads the
+    same value as ``push`` of the parsed records; errors are sorted the same way."""
+    Handler.answers["/api/v1/sync/records"] = (200, {"results": [], "server_time": "x"})
+    records = [{"id": "a", "note": "呼吸 é \"q\"", "n": [1, 2.5, None]}, {"id": "b"}]
+    texts = [json.dumps(r, ensure_ascii=False).encode() for r in records]
+    t = HttpTransport(http_server, token="secret")
+    assert t.push_raw(texts, "T") == {"results": [], "server_time": "x"}
+    t.push(records, "T")
+    (m1, p1, raw_body, a1), (m2, p2, parsed_body, a2) = Handler.seen
+    assert (m1, p1, a1) == (m2, p2, a2) == ("POST", "/api/v1/sync/records", "Bearer secret")
+    assert raw_body == parsed_body == {"records": records, "client_time": "T"}
+    Handler.answers["/api/v1/sync/records"] = err(413, "request.too_large")
+    with pytest.raises(RequestError) as e:
+        t.push_raw(texts, "T")
+    assert (e.value.status, e.value.code) == (413, "request.too_large")
+
+
 def test_nothing_listening_is_a_network_error():
     with pytest.raises(NetworkError):
         HttpTransport("http://127.0.0.1:9", token="t").changes(0)

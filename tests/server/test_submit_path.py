@@ -77,6 +77,12 @@ def test_a_one_record_upload_holds_the_write_lock_for_a_dozen_statements_none_a_
     assert res["status"] == "accepted"
     locked = _write_statements(seen)
     assert len(locked) <= 12, "\n".join(locked)
+    # before the lock: nothing (a one-record upload is validated without asking which ids are stored)
+    assert seen[0].startswith("BEGIN IMMEDIATE"), seen[:3]
+    # and a replay of it is still judged by what is stored: the same receipt, no second copy
+    (again,) = records.ingest(db, device, [new], protocol=protocol)
+    assert again["status"] == "duplicate" and again["receipt"] == res["receipt"]
+    assert db.execute("SELECT COUNT(*) FROM records WHERE id = ?", [new["id"]]).fetchone()[0] == 1
     assert not [s for s in locked if "sqlite_master" in s or "SAVEPOINT" in s], locked
     for sql in locked:
         if sql.lstrip().upper().startswith("SELECT"):

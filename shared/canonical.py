@@ -12,6 +12,11 @@ from typing import Any, Mapping
 
 SERVER_ONLY_FIELDS = ("received_at", "server_seq", "receipt")
 
+#: the canonical serialisation of any JSON value (sorted keys, compact separators, characters as
+#: they are): one encoder for every call, which ``json.dumps`` with these options would build anew
+#: each time (the ingest serialises several values a record); its output is ``json.dumps``'s
+canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
 
 def strip_server_fields(envelope: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in envelope.items() if k not in SERVER_ONLY_FIELDS}
@@ -20,8 +25,7 @@ def strip_server_fields(envelope: Mapping[str, Any]) -> dict[str, Any]:
 def canonical_text(envelope: Mapping[str, Any]) -> str:
     """The canonical form as text: what the server stores as the record's ``envelope`` (the same
     string it hashes, so one serialisation serves both)."""
-    body = strip_server_fields(envelope)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(strip_server_fields(envelope))
 
 
 def canonical_bytes(envelope: Mapping[str, Any]) -> bytes:

@@ -34,6 +34,7 @@ from sqlite_utils import Database
 import shared
 from server.clock import iso, utc_now
 from server.db import CHUNK_ROWS, key_ordered_chunks, read_snapshot
+from shared.canonical import canonical_json
 
 GENESIS = "0" * 64
 SECRET_KEYS = frozenset({"password", "token", "pairing_code", "secret", "password_hash",
@@ -76,7 +77,7 @@ class Actor:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(value)
 
 
 def _check_no_secrets(detail: Any, path: str = "detail") -> None:

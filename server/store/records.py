@@ -36,7 +36,7 @@ from server.store.changes import add_change
 from server.store.devices import originator
 from server.store.dose_labels import KEPT_DOSES, batch_labels
 from server.store.participants import participant_with_timeline, timeline_change
-from shared.canonical import canonical_text, record_sha256, text_sha256
+from shared.canonical import canonical_json, canonical_text, record_sha256, text_sha256
 from shared.errors import FieldError
 from shared.ids import record_key
 from shared.messages import t
@@ -47,7 +47,7 @@ from shared.schemas.fields import SAFE_INT
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(value)
 
 
 def body_sha256(body: Any) -> str:

@@ -232,3 +232,21 @@ def test_every_invalid_symptom_grade_is_refused_with_its_field_named(name, value
     assert (rec is not None) == ok
     if not ok:
         assert f"payload.symptoms.{name}" in {e.field for e in errs}
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+
+
+@given(_json_values)
+@settings(max_examples=300, deadline=None)
+def test_the_one_canonical_encoder_writes_what_json_dumps_wrote(value):
+    """``shared.canonical.canonical_json`` (one encoder for every call) is the canonical form the
+    hashes and the audit chain were made with: ``json.dumps`` with sorted keys, compact separators
+    and characters as they are, for any JSON value (non-ASCII, nested, numbers of every kind)."""
+    from shared.canonical import canonical_json
+
+    assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,6 +1,7 @@
 """``python -m bench.serve_bench --db PATH``: the app exactly as ``als-epro-server serve`` runs it
-(same factory, waitress with the same thread count and options), plus ``POST /bench/bare``, which
-reads and parses the JSON body like the sync endpoint and answers 200 without touching the database.
+(same factory, the same garbage-collector settings, waitress with the same thread count and
+options), plus ``POST /bench/bare``, which reads and parses the JSON body like the sync endpoint
+and answers 200 without touching the database.
 
 Prints ``serving on http://HOST:PORT`` when ready, like ``serve``. Used only by ``bench.throughput``.
 """
@@ -17,7 +18,7 @@ def main() -> None:
 
     from server import create_app
     from server.auth import public
-    from server.cli import build_parser
+    from server.cli import build_parser, tune_gc
 
     serve_defaults = build_parser().parse_args(["serve"])
     p = argparse.ArgumentParser()
@@ -27,6 +28,7 @@ def main() -> None:
     args = p.parse_args()
 
     app = create_app({"DB": args.db})
+    tune_gc()                         # as serve does
 
     @app.post("/bench/bare")
     @public

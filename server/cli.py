@@ -397,6 +397,24 @@ class _VerifyFailed(Exception):
         self.result, self.text = result, text
 
 
+#: the garbage collector's thresholds in a serving process (CPython's default: 700, 10, 10)
+SERVE_GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a serving process, called once the app is built: what exists
+    by then (modules, the app, the protocol, the schemas) lives as long as the process, so it is
+    moved out of the collector's view (``gc.freeze``), and the young generation is collected every
+    20,000 allocations instead of every 700 — an upload of 500 records allocates hundreds of
+    thousands of short-lived objects, nearly none of them in reference cycles. Bench 2 on 2 cores:
+    59–61 % → 63–65 % of the bare endpoint, three alternating pairs; bench 1's served sync about
+    6 % faster."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(*SERVE_GC_THRESHOLDS)
+
+
 def cmd_serve(args) -> tuple[dict, str] | None:
     import signal
 
@@ -406,6 +424,7 @@ def cmd_serve(args) -> tuple[dict, str] | None:
     from server.jobs import start_jobs
 
     app = create_app({"DB": args.db})
+    tune_gc()
     proxy = {}
     if app.config.get("TRUSTED_PROXY"):
         # behind nginx every client would look like 127.0.0.1: rate limits and audit rows need the real address

@@ -193,3 +193,22 @@ def test_python_dash_m_server_is_the_same_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "server", "--db", str(db), "frobnicate"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_a_serving_process_freezes_what_it_built_and_collects_the_young_less_often():
+    """``serve`` (and the bench's copy of it) call :func:`server.cli.tune_gc` once the app is built:
+    what exists then is out of the collector's view, and the young generation is collected every
+    20,000 allocations (an upload of 500 records makes hundreds of thousands of short-lived objects)."""
+    import gc
+
+    from server.cli import SERVE_GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        gc.unfreeze()
+        tune_gc()
+        assert gc.get_threshold() == SERVE_GC_THRESHOLDS
+        assert gc.get_freeze_count() > 1000          # the modules, the app, the schemas …
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -83,32 +83,37 @@ def participants_for_site(db: Database, site_id: int) -> list[dict[str, Any]]:
     """, [site_id])
 
 
+#: the times dose 1 was given, from a participant's accepted confirmations: read by
+#: :func:`dose1_administered_at` (``{participant}`` a parameter) and inside :data:`_WITH_TIMELINE_SQL`
+_DOSE1_TIMES_SQL = """
+    SELECT json_extract(envelope, '$.payload.administered_at') AS at FROM records
+    WHERE participant_id = {participant} AND type = 'dose_confirmation'
+      AND json_extract(envelope, '$.payload.dose_number') = 1
+      AND json_extract(envelope, '$.payload.given') = 1"""
+
+
+def _earliest(texts: list[str | None]) -> datetime | None:
+    times = [parse_iso(t) for t in texts if t]
+    return min(times) if times else None
+
+
 def dose1_administered_at(db: Database, participant_id: int) -> datetime | None:
     """Dose 1 as given: the earliest accepted confirmation of dose 1 with ``given`` true.
 
     No ``ORDER BY`` (the earliest is taken here, as instants): ordering by ``entered_at`` made SQLite
     walk every record of the participant in ``records_participant``; without it the look-up seeks the
     participant's dose confirmations in ``records_participant_type`` (every submit asks this)."""
-    rows = query(db, """
-        SELECT json_extract(envelope, '$.payload.administered_at') AS at FROM records
-        WHERE participant_id = ? AND type = 'dose_confirmation'
-          AND json_extract(envelope, '$.payload.dose_number') = 1
-          AND json_extract(envelope, '$.payload.given') = 1
-    """, [participant_id])
-    times = [parse_iso(r["at"]) for r in rows if r["at"]]
-    return min(times) if times else None
+    return _earliest([r["at"] for r in query(db, _DOSE1_TIMES_SQL.format(participant="?"), [participant_id])])
 
 
 #: a participant row with what :func:`participant_timeline` reads (dose 1 as given, the confirmed
 #: study day 1), in one statement: ``_dose1`` is a JSON array of dose 1's ``administered_at``
 #: texts, ``_day1`` the latest confirmation's day (the same look-ups as
 #: :func:`dose1_administered_at` and :func:`server.store.day1.latest_confirmation`)
-_WITH_TIMELINE_SQL = """
+_WITH_TIMELINE_SQL = f"""
     SELECT p.*,
-      (SELECT json_group_array(json_extract(envelope, '$.payload.administered_at')) FROM records
-        WHERE participant_id = p.id AND type = 'dose_confirmation'
-          AND json_extract(envelope, '$.payload.dose_number') = 1
-          AND json_extract(envelope, '$.payload.given') = 1) AS _dose1,
+      (SELECT json_group_array(at) FROM ({_DOSE1_TIMES_SQL.format(participant="p.id")}))
+        AS _dose1,
       (SELECT day1 FROM day1_confirmations c WHERE c.participant_id = p.id ORDER BY c.id DESC LIMIT 1) AS _day1
     FROM participants p WHERE p.id = ?"""
 
@@ -125,9 +130,9 @@ def participant_with_timeline(db: Database, participant_id: int) -> tuple[dict[s
         return participant, participant_timeline(db, participant)
     if row is None:
         raise EproError("participant.not_found", 404, detail=str(participant_id))
-    times = [parse_iso(t) for t in json.loads(row.pop("_dose1")) if t]
+    dose1 = _earliest(json.loads(row.pop("_dose1")))
     day1 = row.pop("_day1")
-    return row, Timeline(date.fromisoformat(row["first_dose_date"]), row["tz"], min(times) if times else None,
+    return row, Timeline(date.fromisoformat(row["first_dose_date"]), row["tz"], dose1,
                          date.fromisoformat(day1) if day1 else None)
 
 

@@ -49,7 +49,7 @@ class _KeptDoses:
 
     Used only while the database agrees: kept by file and participant (``where``, as
     :class:`server.store.records._MatchedCache` has it) under the participant's data stamp
-    (:func:`server.store.records.data_stamp`: last ``server_seq`` and the audit link of that
+    (:func:`server.store.records.stamp_and_top`: last ``server_seq`` and the audit link of that
     record's acceptance), read inside the batch's write transaction. A record added by anyone
     else, or a batch rolled back after it was kept, gives another stamp, and the doses are read from
     the database again. Bounded, thread-safe; the lists are never changed once kept."""

@@ -123,8 +123,8 @@ class _MatchedCache:
     they hold), so the next batch — entered after everything stored, the usual case — is matched on
     top of it (:func:`shared.schedule.timing_labels_after`) rather than against the whole history.
 
-    Used only when the database still agrees: same file and the same :func:`data_stamp` of the
-    participant (their number of records, last ``server_seq`` and the audit link of that record's
+    Used only when the database still agrees: same file and the same data stamp of the participant
+    (:func:`stamp_and_top`: their last ``server_seq`` and the audit link of that record's
     acceptance, so nothing was added by another process or rolled back), and the same timeline.
     Otherwise the batch is matched from scratch and the result kept."""
 
@@ -163,9 +163,9 @@ class _MatchedCache:
 
 _MATCHED = _MatchedCache()
 
-#: what :func:`data_stamp` reads, in one statement through ``records_participant_seq`` and
+#: what :func:`stamp_and_top` reads, in one statement through ``records_participant_seq`` and
 #: ``audit_entity``; the last column is the highest ``server_seq`` of the whole file (the next batch's
-#: seqs follow it), read in the same statement
+#: seqs follow it)
 _STAMP_SQL = ("SELECT last_seq, (SELECT hash FROM audit WHERE entity = 'record' AND action = 'record.accept'"
               " AND entity_id = (SELECT id FROM records WHERE server_seq = last_seq) ORDER BY seq DESC LIMIT 1),"
               " (SELECT COALESCE(MAX(server_seq), 0) FROM records)"
@@ -173,20 +173,16 @@ _STAMP_SQL = ("SELECT last_seq, (SELECT hash FROM audit WHERE entity = 'record' 
 
 
 def stamp_and_top(db: Database, participant_id: int) -> tuple[tuple, int]:
-    """:func:`data_stamp` and the file's highest ``server_seq``, in one statement."""
+    """The participant's *data stamp* and the file's highest ``server_seq``, read in the write
+    transaction. The stamp is ``(last server_seq, audit link of that record's acceptance)``: what is
+    kept between batches is used only under the same stamp. A record added for the participant
+    takes a higher ``server_seq``; the seq alone could come back after a rollback (a batch kept its
+    state, then rolled back, and another batch took the same seqs), but the audit link is a hash
+    over the whole chain before it, so equal stamps mean the same records. (A count of the
+    participant's records, part of the stamp before, added nothing to that and cost a walk of all
+    their records at every submit.)"""
     last_seq, link, top = db.execute(_STAMP_SQL, [participant_id]).fetchone()
     return (last_seq, link), top
-
-
-def data_stamp(db: Database, participant_id: int) -> tuple:
-    """``(last server_seq, audit link of that record's acceptance)`` of a participant, read in the
-    write transaction: what is kept between batches is used only under the same stamp. A record
-    added for the participant takes a higher ``server_seq``; the seq alone could come back after a
-    rollback (a batch kept its state, then rolled back, and another batch took the same seqs), but
-    the audit link is a hash over the whole chain before it, so equal stamps mean the same records.
-    (A count of the participant's records, part of the stamp before, added nothing to that and cost
-    a walk of all their records at every submit.)"""
-    return stamp_and_top(db, participant_id)[0]
 
 
 def clear_caches() -> None:
@@ -216,7 +212,7 @@ class _Batch:
         self.dirty: set[str] = set()
         self.ahead: dict[int, tuple[str, Any, list[FieldError], str | None]] = {}   # see _validate_ahead()
         self.texts: dict[int, str] = {}    # result index -> canonical text of an accepted envelope
-        self.last_accept_hash: str | None = None   # audit link of the last record stored (data_stamp)
+        self.last_accept_hash: str | None = None   # audit link of the last record stored (the data stamp)
         self.last_device_seq: int | None = None    # see heard()
 
     # --- quarantine ---------------------------------------------------------------------------
